@@ -1,0 +1,1312 @@
+//! The segment pipeline: fetch → validate → decode → resample → STT → MT → TTS → align → mix →
+//! encode/remux, with the failure ladder (dub, else the original segment byte-identical).
+//!
+//! Response headers (names lower-case):
+//! - `x-dub-rung: dub|original`; on `original`, `x-dub-fallback: encrypted|unsupported|invalid|
+//!   limit|init-error|no-speech|stt-error|mt-error|tts-error|deadline|media-error`;
+//! - on a dub, `x-dub-utterances: <n>` and
+//!   `x-dub-timing: start_err_ms=<max |placed-source| start, ms, 1 dp>;speeds=<s1,s2,… 2 dp>;
+//!   overflow_ms=<speech colliding with the next voice or cut at the segment end, integer ms>`;
+//! - always `server-timing: fetch;dur=12.3, validate;dur=0.4, …` (ms, one decimal, stages that ran,
+//!   in pipeline order: fetch, validate, decode, resample, stt, mt, tts, mix, encode).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::http::{FetchLimits, HttpClient, HttpError, HttpRequest, Method};
+use crate::media::{Background, MediaEngine, MediaError, MixOptions, Placement};
+use crate::providers::{ProviderError, Utterance, apy, openai_stt, openai_tts};
+
+/// Everything needed to dub one segment; decoded from a signed ref by the router.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentJob {
+    /// Absolute URL of the source media segment.
+    pub segment_url: String,
+    /// Absolute URL of the source init segment (EXT-X-MAP).
+    pub init_url: String,
+    /// Absolute URL of the previous segment, if any (context / encoder priming).
+    pub prev_url: Option<String>,
+    /// EXTINF duration in seconds.
+    pub duration: f64,
+    /// Target language (ISO 639-1, e.g. "es").
+    pub lang: String,
+    /// Background treatment.
+    pub background: Background,
+    /// Duck depth in dB.
+    pub duck_db: f32,
+    /// When the request arrived; the deadline is computed from it.
+    pub started: Instant,
+}
+
+/// The HTTP response for a segment request.
+#[derive(Clone, Debug)]
+pub struct SegmentResponse {
+    /// Status code (200 for a dub and for every fallback that has the original).
+    pub status: u16,
+    /// Headers, including `Server-Timing`, `X-Dub-Rung` and, on fallback, `X-Dub-Fallback`.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Hard cap on fetching init + segment from the origin, measured from `job.started`.
+pub const ORIGIN_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest init segment fetched.
+pub const MAX_INIT: usize = 1 << 20;
+/// Largest media segment fetched.
+pub const MAX_SEGMENT: usize = 32 << 20;
+/// A provider call is never started with less time than this left.
+pub const MIN_CALL_TIME: Duration = Duration::from_millis(50);
+/// Most utterances dubbed in one segment (later ones are left to the background).
+pub const MAX_UTTERANCES: usize = 32;
+/// Sample rate of the audio sent to STT.
+pub const STT_RATE: u32 = 16_000;
+/// Slack after the segment end that the last utterance's slot may use before speeding up.
+pub const LAST_SLOT_SLACK_S: f64 = 0.5;
+/// Largest speed-up applied to fit an utterance in its slot.
+pub const MAX_SPEED: f64 = 1.25;
+
+/// Pipeline stages, in `Server-Timing` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Fetch,
+    Validate,
+    Decode,
+    Resample,
+    Stt,
+    Mt,
+    Tts,
+    Mix,
+    Encode,
+}
+
+const STAGES: [(Stage, &str); 9] = [
+    (Stage::Fetch, "fetch"),
+    (Stage::Validate, "validate"),
+    (Stage::Decode, "decode"),
+    (Stage::Resample, "resample"),
+    (Stage::Stt, "stt"),
+    (Stage::Mt, "mt"),
+    (Stage::Tts, "tts"),
+    (Stage::Mix, "mix"),
+    (Stage::Encode, "encode"),
+];
+
+/// Accumulated wall time per stage; only stages that ran appear in the header.
+#[derive(Default)]
+struct Timings {
+    spent: [Option<Duration>; 9],
+}
+
+impl Timings {
+    fn add(&mut self, stage: Stage, d: Duration) {
+        let i = STAGES.iter().position(|(s, _)| *s == stage).unwrap_or(0);
+        self.spent[i] = Some(self.spent[i].unwrap_or_default() + d);
+    }
+
+    /// Run `f`, charging its time to `stage`.
+    fn time<T>(&mut self, stage: Stage, f: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let out = f();
+        self.add(stage, t0.elapsed());
+        out
+    }
+
+    /// `fetch;dur=12.3, validate;dur=0.4, …` (milliseconds, one decimal).
+    fn header(&self) -> String {
+        let mut out = String::new();
+        for ((_, name), spent) in STAGES.iter().zip(self.spent.iter()) {
+            if let Some(d) = spent {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{name};dur={:.1}", d.as_secs_f64() * 1000.0);
+            }
+        }
+        out
+    }
+}
+
+/// Why the original segment was served instead of a dub (the `x-dub-fallback` value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fallback {
+    Encrypted,
+    Unsupported,
+    Invalid,
+    Limit,
+    NoSpeech,
+    InitError,
+    Stt,
+    Mt,
+    Tts,
+    Deadline,
+    Media,
+}
+
+impl Fallback {
+    fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Encrypted => "encrypted",
+            Fallback::Unsupported => "unsupported",
+            Fallback::Invalid => "invalid",
+            Fallback::Limit => "limit",
+            Fallback::NoSpeech => "no-speech",
+            Fallback::InitError => "init-error",
+            Fallback::Stt => "stt-error",
+            Fallback::Mt => "mt-error",
+            Fallback::Tts => "tts-error",
+            Fallback::Deadline => "deadline",
+            Fallback::Media => "media-error",
+        }
+    }
+
+    /// Validation/decoding errors: the shape of the input decides the reason.
+    fn from_media(e: &MediaError) -> Fallback {
+        match e {
+            MediaError::Encrypted(_) => Fallback::Encrypted,
+            MediaError::Unsupported(_) => Fallback::Unsupported,
+            MediaError::Invalid(_) => Fallback::Invalid,
+            MediaError::Limit(_) => Fallback::Limit,
+            _ => Fallback::Media,
+        }
+    }
+
+    /// A provider error at `stage`; a timeout is the deadline whatever the stage.
+    fn from_provider(e: &ProviderError, stage: Fallback) -> Fallback {
+        match e {
+            ProviderError::Timeout => Fallback::Deadline,
+            _ => stage,
+        }
+    }
+}
+
+/// The per-segment deadline: `started + max(deadline_min_ms, duration × deadline_fraction)`,
+/// with non-finite or negative inputs treated as zero and the total capped at one hour.
+pub fn segment_deadline(cfg: &Config, job: &SegmentJob) -> Instant {
+    let dur = if job.duration.is_finite() && job.duration > 0.0 {
+        job.duration
+    } else {
+        0.0
+    };
+    let frac = if cfg.deadline_fraction.is_finite() && cfg.deadline_fraction > 0.0 {
+        cfg.deadline_fraction
+    } else {
+        0.0
+    };
+    let ms = (dur * frac * 1000.0)
+        .max(cfg.deadline_min_ms as f64)
+        .min(3_600_000.0);
+    job.started
+        .checked_add(Duration::from_millis(ms as u64))
+        .unwrap_or(job.started)
+}
+
+/// Fail with [`Fallback::Deadline`] unless at least `need` is left before `deadline`.
+fn ensure_time(deadline: Instant, need: Duration) -> Result<(), Fallback> {
+    if deadline.saturating_duration_since(Instant::now()) < need || Instant::now() >= deadline {
+        Err(Fallback::Deadline)
+    } else {
+        Ok(())
+    }
+}
+
+/// What the dub produced, for the response headers.
+struct Dubbed {
+    body: Vec<u8>,
+    utterances: usize,
+    timing: String,
+}
+
+/// Origin failure: status and a short client-safe message.
+struct OriginFailure {
+    status: u16,
+    message: &'static str,
+}
+
+fn fetch(
+    http: &(impl HttpClient + ?Sized),
+    url: &str,
+    deadline: Instant,
+    max_body: usize,
+) -> Result<(Vec<u8>, Option<String>), OriginFailure> {
+    let req = HttpRequest {
+        method: Method::Get,
+        url: url.to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let resp = http
+        .send(&req, &FetchLimits { deadline, max_body })
+        .map_err(|e| match e {
+            HttpError::Timeout => OriginFailure {
+                status: 502,
+                message: "origin timed out",
+            },
+            HttpError::TooLarge(_) => OriginFailure {
+                status: 502,
+                message: "origin response too large",
+            },
+            HttpError::Forbidden(_) => OriginFailure {
+                status: 502,
+                message: "origin not reachable from this edge",
+            },
+            _ => OriginFailure {
+                status: 502,
+                message: "origin fetch failed",
+            },
+        })?;
+    match resp.status {
+        200..=299 if resp.body.len() <= max_body => {
+            // Keep a sane origin content type for pass-through; anything odd becomes video/mp4.
+            let ct = resp
+                .header("content-type")
+                .filter(|v| v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+                .map(str::to_string);
+            Ok((resp.body, ct))
+        }
+        200..=299 => Err(OriginFailure {
+            status: 502,
+            message: "origin response too large",
+        }),
+        404 | 410 => Err(OriginFailure {
+            status: 404,
+            message: "segment not found at origin",
+        }),
+        _ => Err(OriginFailure {
+            status: 502,
+            message: "origin returned an error",
+        }),
+    }
+}
+
+/// Dub one segment. Never panics; always answers within the deadline plus the origin fetch.
+///
+/// Responses: a dub (`x-dub-rung: dub`), the original segment byte-identical with
+/// `x-dub-rung: original` and `x-dub-fallback: <reason>`, or a short text error when the origin
+/// failed (404 when it has no such segment, else 502). Every response carries
+/// `server-timing`. Encoder priming from `job.prev_url` is not used yet (always `None`).
+pub fn dub_segment<H: HttpClient, M: MediaEngine>(
+    http: &H,
+    media: &M,
+    cfg: &Config,
+    job: &SegmentJob,
+) -> SegmentResponse {
+    let mut t = Timings::default();
+    let deadline = segment_deadline(cfg, job);
+    let origin_deadline = job
+        .started
+        .checked_add(ORIGIN_DEADLINE)
+        .unwrap_or(job.started);
+
+    // The segment first: without it there is nothing to serve.
+    let fetched = t.time(Stage::Fetch, || {
+        fetch(http, &job.segment_url, origin_deadline, MAX_SEGMENT)
+    });
+    let (segment, content_type) = match fetched {
+        Ok(x) => x,
+        Err(f) => return error_response(f.status, f.message, &t),
+    };
+    let content_type = content_type.unwrap_or_else(|| "video/mp4".to_string());
+    let init = match t.time(Stage::Fetch, || {
+        fetch(http, &job.init_url, origin_deadline, MAX_INIT)
+    }) {
+        Ok((init, _)) => init,
+        // The segment itself is fine; the player has its own init.
+        Err(_) => return original(segment, content_type, Fallback::InitError, &t),
+    };
+
+    match dub(http, media, cfg, job, deadline, &init, &segment, &mut t) {
+        Ok(d) => SegmentResponse {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "video/mp4".into()),
+                ("x-dub-rung".into(), "dub".into()),
+                ("x-dub-utterances".into(), d.utterances.to_string()),
+                ("x-dub-timing".into(), d.timing),
+                ("server-timing".into(), t.header()),
+            ],
+            body: d.body,
+        },
+        Err(f) => original(segment, content_type, f, &t),
+    }
+}
+
+fn original(body: Vec<u8>, content_type: String, why: Fallback, t: &Timings) -> SegmentResponse {
+    SegmentResponse {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), content_type),
+            ("x-dub-rung".into(), "original".into()),
+            ("x-dub-fallback".into(), why.as_str().into()),
+            ("server-timing".into(), t.header()),
+        ],
+        body,
+    }
+}
+
+fn error_response(status: u16, message: &str, t: &Timings) -> SegmentResponse {
+    SegmentResponse {
+        status,
+        headers: vec![
+            ("content-type".into(), "text/plain; charset=utf-8".into()),
+            ("server-timing".into(), t.header()),
+        ],
+        body: format!("{message}\n").into_bytes(),
+    }
+}
+
+/// One voiced utterance, at the track's rate and channels.
+struct Voice<P> {
+    pcm: P,
+    /// Source start, seconds.
+    start: f64,
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the same fields
+fn dub<H: HttpClient, M: MediaEngine>(
+    http: &H,
+    media: &M,
+    cfg: &Config,
+    job: &SegmentJob,
+    deadline: Instant,
+    init: &[u8],
+    segment: &[u8],
+    t: &mut Timings,
+) -> Result<Dubbed, Fallback> {
+    ensure_time(deadline, Duration::ZERO)?;
+    let seg = t
+        .time(Stage::Validate, || media.open_segment(init, segment))
+        .map_err(|e| Fallback::from_media(&e))?;
+    let track = media.track(&seg);
+    if track.sample_rate == 0 || track.channels == 0 {
+        return Err(Fallback::Invalid);
+    }
+
+    ensure_time(deadline, Duration::ZERO)?;
+    let mut background = t
+        .time(Stage::Decode, || media.decode_audio(&seg))
+        .map_err(|e| Fallback::from_media(&e))?;
+    ensure_time(deadline, Duration::ZERO)?;
+    if media.pcm_rate(&background) != track.sample_rate {
+        background = t
+            .time(Stage::Resample, || {
+                media.resample(&background, track.sample_rate, track.channels)
+            })
+            .map_err(|_| Fallback::Media)?;
+    }
+    let rate = track.sample_rate;
+    let seg_frames = media.pcm_frames(&background);
+    let seg_secs = seg_frames as f64 / rate as f64;
+    let stt_wav = t
+        .time(Stage::Resample, || {
+            media
+                .resample(&background, STT_RATE, 1)
+                .map(|p| media.pcm_to_wav(&p))
+        })
+        .map_err(|_| Fallback::Media)?;
+
+    ensure_time(deadline, MIN_CALL_TIME)?;
+    let transcript = t
+        .time(Stage::Stt, || {
+            openai_stt::transcribe(http, cfg, &stt_wav, deadline)
+        })
+        .map_err(|e| Fallback::from_provider(&e, Fallback::Stt))?;
+    let mut utterances: Vec<Utterance> = transcript
+        .utterances()
+        .into_iter()
+        .filter(|u| u.start < seg_secs)
+        .collect();
+    utterances.truncate(MAX_UTTERANCES);
+    if utterances.is_empty() {
+        return Err(Fallback::NoSpeech);
+    }
+
+    let translate = !cfg.source_lang.eq_ignore_ascii_case(&job.lang);
+    let voice_name = openai_tts::voice_for(cfg, &job.lang);
+    let mut voices: Vec<Voice<M::Pcm>> = Vec::with_capacity(utterances.len());
+    for u in &utterances {
+        let text = if translate {
+            ensure_time(deadline, MIN_CALL_TIME)?;
+            t.time(Stage::Mt, || {
+                apy::translate(http, cfg, &u.text, &cfg.source_lang, &job.lang, deadline)
+            })
+            .map_err(|e| Fallback::from_provider(&e, Fallback::Mt))?
+        } else {
+            u.text.clone()
+        };
+        if !text.chars().any(char::is_alphanumeric) {
+            continue;
+        }
+        ensure_time(deadline, MIN_CALL_TIME)?;
+        let pcm = t
+            .time(Stage::Tts, || {
+                let wav = openai_tts::synthesize(http, cfg, &text, &voice_name, deadline)?;
+                media
+                    .pcm_from_wav(&wav)
+                    .map_err(|_| ProviderError::BadResponse("unreadable WAV".into()))
+            })
+            .map_err(|e| Fallback::from_provider(&e, Fallback::Tts))?;
+        ensure_time(deadline, Duration::ZERO)?;
+        let pcm = t
+            .time(Stage::Resample, || {
+                media.resample(&pcm, rate, track.channels)
+            })
+            .map_err(|_| Fallback::Media)?;
+        if media.pcm_frames(&pcm) > 0 {
+            voices.push(Voice {
+                pcm,
+                start: u.start,
+            });
+        }
+    }
+    if voices.is_empty() {
+        return Err(Fallback::NoSpeech);
+    }
+
+    let timed: Vec<(f64, f64)> = voices
+        .iter()
+        .map(|v| (v.start, media.pcm_frames(&v.pcm) as f64 / rate as f64))
+        .collect();
+    let (aligned, stats) = align(&timed, seg_secs, rate);
+    let placements: Vec<Placement<'_, M::Pcm>> = voices
+        .iter()
+        .zip(&aligned)
+        .map(|(v, a)| Placement {
+            speech: &v.pcm,
+            start_frame: a.start_frame,
+            speed: a.speed as f32,
+        })
+        .collect();
+
+    ensure_time(deadline, Duration::ZERO)?;
+    let opts = MixOptions {
+        background: job.background,
+        duck_db: job.duck_db,
+    };
+    let mixed = t
+        .time(Stage::Mix, || media.mix(&background, &placements, opts))
+        .map_err(|_| Fallback::Media)?;
+    ensure_time(deadline, Duration::ZERO)?;
+    // TODO(priming): fetch job.prev_url and pass its PCM tail for seamless joins.
+    let body = t
+        .time(Stage::Encode, || media.remux_audio(&seg, &mixed, None))
+        .map_err(|e| Fallback::from_media(&e))?;
+
+    let speeds: Vec<String> = aligned.iter().map(|a| format!("{:.2}", a.speed)).collect();
+    Ok(Dubbed {
+        body,
+        utterances: placements.len(),
+        timing: format!(
+            "start_err_ms={:.1};speeds={};overflow_ms={}",
+            stats.start_err_ms,
+            speeds.join(","),
+            (stats.overflow_s * 1000.0).round() as u64
+        ),
+    })
+}
+
+/// Where and how fast one voice is placed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Aligned {
+    start_frame: i64,
+    speed: f64,
+}
+
+/// Alignment measures reported in `x-dub-timing`.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+struct AlignStats {
+    /// Largest |placed start − source start|, milliseconds.
+    start_err_ms: f64,
+    /// Speech that collides with the next voice or is cut at the segment end, seconds.
+    overflow_s: f64,
+}
+
+/// Place voices given as (source start, length) in seconds, sorted by start: each starts at its
+/// source time and may run into the pause before the next one (the last: until
+/// [`LAST_SLOT_SLACK_S`] past the segment end); it is sped up, at most [`MAX_SPEED`], only
+/// when it would not fit that slot.
+fn align(voices: &[(f64, f64)], seg_secs: f64, rate: u32) -> (Vec<Aligned>, AlignStats) {
+    let rate = f64::from(rate);
+    let mut stats = AlignStats::default();
+    let mut out = Vec::with_capacity(voices.len());
+    for (i, &(start, len)) in voices.iter().enumerate() {
+        let next = voices.get(i + 1).map(|n| n.0);
+        let slot = next.unwrap_or(seg_secs + LAST_SLOT_SLACK_S) - start;
+        let speed = if slot > 0.0 {
+            (len / slot).clamp(1.0, MAX_SPEED)
+        } else {
+            MAX_SPEED
+        };
+        let start_frame = (start * rate).round() as i64;
+        stats.start_err_ms = stats
+            .start_err_ms
+            .max((start_frame as f64 / rate - start).abs() * 1000.0);
+        // The mix cuts the last voice at the segment end, whatever its slot.
+        let hard_end = next.unwrap_or(seg_secs);
+        stats.overflow_s += (start + len / speed - hard_end).max(0.0);
+        out.push(Aligned { start_frame, speed });
+    }
+    (out, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::media::{AudioTrack, SegmentTiming};
+    use crate::testutil::{
+        Recorded, Reply, StdHttpClient, TestServer, parse_multipart, refused_url, test_config,
+        tone_wav, wav_info,
+    };
+
+    /// The real media library behind the trait, as dubhost links it natively.
+    struct NativeMedia;
+
+    fn media_err(e: dub_media::Error) -> MediaError {
+        match e {
+            dub_media::Error::Invalid(s) => MediaError::Invalid(s),
+            dub_media::Error::Unsupported(s) => MediaError::Unsupported(s),
+            dub_media::Error::Encrypted(s) => MediaError::Encrypted(s),
+            dub_media::Error::Limit(s) => MediaError::Limit(s),
+            other => MediaError::Internal(other.to_string()),
+        }
+    }
+
+    fn ch16(channels: u32) -> Result<u16, MediaError> {
+        u16::try_from(channels).map_err(|_| MediaError::Invalid("channel count".into()))
+    }
+
+    impl MediaEngine for NativeMedia {
+        type Pcm = dub_media::Pcm;
+        type Segment = dub_media::Segment;
+
+        fn probe_init(&self, init: &[u8]) -> Result<AudioTrack, MediaError> {
+            dub_media::probe_init(init)
+                .map(|t| conv_track(&t))
+                .map_err(media_err)
+        }
+        fn open_segment(&self, init: &[u8], media: &[u8]) -> Result<Self::Segment, MediaError> {
+            dub_media::open_segment(init, media).map_err(media_err)
+        }
+        fn track(&self, seg: &Self::Segment) -> AudioTrack {
+            conv_track(seg.track())
+        }
+        fn timing(&self, seg: &Self::Segment) -> SegmentTiming {
+            let t = seg.timing();
+            SegmentTiming {
+                base_decode_time: t.base_decode_time,
+                frame_count: t.frame_count,
+                duration: t.duration,
+            }
+        }
+        fn decode_audio(&self, seg: &Self::Segment) -> Result<Self::Pcm, MediaError> {
+            dub_media::decode_audio(seg).map_err(media_err)
+        }
+        fn resample(
+            &self,
+            pcm: &Self::Pcm,
+            rate: u32,
+            channels: u32,
+        ) -> Result<Self::Pcm, MediaError> {
+            dub_media::resample(pcm, rate, ch16(channels)?).map_err(media_err)
+        }
+        fn pcm_from_wav(&self, wav: &[u8]) -> Result<Self::Pcm, MediaError> {
+            dub_media::Pcm::from_wav(wav).map_err(media_err)
+        }
+        fn pcm_to_wav(&self, pcm: &Self::Pcm) -> Vec<u8> {
+            pcm.to_wav()
+        }
+        fn pcm_frames(&self, pcm: &Self::Pcm) -> u64 {
+            pcm.frames() as u64
+        }
+        fn pcm_rate(&self, pcm: &Self::Pcm) -> u32 {
+            pcm.sample_rate
+        }
+        fn pcm_slice(&self, pcm: &Self::Pcm, start: u64, count: u64) -> Self::Pcm {
+            let c = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            pcm.slice(c(start), c(count))
+        }
+        fn mix(
+            &self,
+            background: &Self::Pcm,
+            voices: &[Placement<'_, Self::Pcm>],
+            opts: MixOptions,
+        ) -> Result<Self::Pcm, MediaError> {
+            let voices: Vec<dub_media::Placement<'_>> = voices
+                .iter()
+                .map(|v| dub_media::Placement {
+                    speech: v.speech,
+                    start_frame: v.start_frame,
+                    speed: v.speed,
+                })
+                .collect();
+            let background_mode = match opts.background {
+                Background::Duck => dub_media::Background::Duck,
+                Background::Original => dub_media::Background::Original,
+                Background::None => dub_media::Background::None,
+            };
+            let o = dub_media::MixOptions {
+                background: background_mode,
+                duck_db: opts.duck_db,
+            };
+            dub_media::mix(background, &voices, &o).map_err(media_err)
+        }
+        fn remux_audio(
+            &self,
+            seg: &Self::Segment,
+            audio: &Self::Pcm,
+            priming: Option<&Self::Pcm>,
+        ) -> Result<Vec<u8>, MediaError> {
+            dub_media::remux_audio(seg, audio, priming).map_err(media_err)
+        }
+    }
+
+    fn conv_track(t: &dub_media::AudioTrack) -> AudioTrack {
+        AudioTrack {
+            track_id: t.track_id,
+            timescale: t.timescale,
+            sample_rate: t.sample_rate,
+            channels: u32::from(t.channels),
+            codec: t.codec.clone(),
+            asc: t.asc.clone(),
+        }
+    }
+
+    fn corpus(rel: &str) -> Vec<u8> {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../../shared/corpus")
+            .join(rel);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    const SINTEL_INIT: &str = "hls-fmp4/shaka-misc/sintel-audio-init.mp4";
+    const SINTEL_SEG: &str = "hls-fmp4/shaka-misc/sintel-audio-segment.mp4";
+
+    /// An origin serving `/init.mp4` and `/seg.mp4`; anything else is 404.
+    fn origin(init: Vec<u8>, seg: Vec<u8>) -> TestServer {
+        TestServer::start(move |req| match req.path.as_str() {
+            "/init.mp4" => Reply::bytes(200, "video/mp4", init.clone()),
+            "/seg.mp4" => Reply::bytes(200, "video/mp4", seg.clone()),
+            _ => Reply::text(404, "no such file"),
+        })
+    }
+
+    /// Words a recogniser would return for two sentences in the segment (verbose_json).
+    fn two_sentences_json() -> String {
+        serde_json::json!({
+            "task": "transcribe", "language": "english", "duration": 10.0,
+            "text": "Where are you going? I am looking for a dragon.",
+            "words": [
+                {"word": "<sil>", "start": 0.0, "end": 1.0},
+                {"word": "Where", "start": 1.0, "end": 1.25},
+                {"word": "are", "start": 1.3, "end": 1.45},
+                {"word": "you", "start": 1.5, "end": 1.65},
+                {"word": "going", "start": 1.7, "end": 2.1},
+                {"word": "I", "start": 4.0, "end": 4.1},
+                {"word": "am", "start": 4.15, "end": 4.3},
+                {"word": "looking", "start": 4.35, "end": 4.7},
+                {"word": "for", "start": 4.75, "end": 4.9},
+                {"word": "a", "start": 4.95, "end": 5.0},
+                {"word": "dragon", "start": 5.05, "end": 5.6}
+            ],
+            "segments": [{"id": 0, "start": 1.0, "end": 5.6, "text": " Where are you going? I am looking for a dragon."}]
+        })
+        .to_string()
+    }
+
+    /// An OpenAI-compatible STT fake: rejects (400) anything but a well-formed multipart upload
+    /// of a 16 kHz mono WAV, else answers `reply`.
+    fn stt_server(reply: String) -> TestServer {
+        TestServer::start(move |req| {
+            let parts = parse_multipart(req.header("content-type").unwrap_or(""), &req.body);
+            let file = parts.iter().find(|p| p.name == "file");
+            let wav = file.and_then(|f| wav_info(&f.data));
+            let ok = req.path == "/v1/audio/transcriptions"
+                && parts
+                    .iter()
+                    .any(|p| p.name == "response_format" && p.data == b"verbose_json")
+                && wav.is_some_and(|w| w.rate == 16_000 && w.channels == 1 && w.bits == 16);
+            if ok {
+                Reply::json(200, &reply)
+            } else {
+                Reply::json(400, r#"{"error":{"message":"bad upload"}}"#)
+            }
+        })
+    }
+
+    /// An APy fake for eng|spa with a two-sentence dictionary; unknown text comes back `*`-marked.
+    fn mt_server() -> TestServer {
+        TestServer::start(|req| {
+            let q = req.query();
+            let get = |k: &str| {
+                q.iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if req.path != "/translate" || get("langpair") != "eng|spa" {
+                return Reply::json(
+                    400,
+                    r#"{"status":"error","code":400,"message":"Bad Request","responseStatus":400}"#,
+                );
+            }
+            let out = match get("q").as_str() {
+                "Where are you going?" => "¿Dónde vas?".to_string(),
+                "I am looking for a dragon." => "Estoy buscando un *dragón.".to_string(),
+                other => format!("*{other}"),
+            };
+            let body = serde_json::json!({"responseData": {"translatedText": out}, "responseDetails": null, "responseStatus": 200});
+            Reply::json(200, &body.to_string())
+        })
+    }
+
+    /// Real speech for `text` from espeak-ng (a tone of similar length if it is not installed).
+    fn speak(text: &str, lang: &str) -> Vec<u8> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "dub-tts-{}-{}.wav",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let ok = std::process::Command::new("espeak-ng")
+            .args(["-v", lang, "-w"])
+            .arg(&path)
+            .arg("--")
+            .arg(text)
+            .status()
+            .is_ok_and(|s| s.success());
+        let wav = if ok { std::fs::read(&path).ok() } else { None };
+        let _ = std::fs::remove_file(&path);
+        wav.unwrap_or_else(|| tone_wav(22_050, 1, 0.07 * text.len() as f64, 180.0))
+    }
+
+    /// An OpenAI-compatible TTS fake that speaks `input` after `delay`.
+    fn tts_server(delay: Duration) -> TestServer {
+        TestServer::start(move |req| {
+            std::thread::sleep(delay);
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+                return Reply::json(400, r#"{"error":{"message":"not json"}}"#);
+            };
+            if req.path != "/v1/audio/speech" || v["response_format"] != "wav" {
+                return Reply::json(400, r#"{"error":{"message":"bad request"}}"#);
+            }
+            Reply::bytes(
+                200,
+                "audio/wav",
+                speak(v["input"].as_str().unwrap_or(""), "es"),
+            )
+        })
+    }
+
+    struct Rig {
+        origin: TestServer,
+        stt: TestServer,
+        mt: TestServer,
+        tts: TestServer,
+        cfg: Config,
+    }
+
+    fn rig(init: &str, seg: &str, stt_reply: String, tts_delay: Duration) -> Rig {
+        let origin = origin(corpus(init), corpus(seg));
+        let (stt, mt, tts) = (stt_server(stt_reply), mt_server(), tts_server(tts_delay));
+        let mut cfg = test_config();
+        cfg.stt_url = stt.url();
+        cfg.mt_url = mt.url();
+        cfg.tts_url = tts.url();
+        cfg.tts_voice = "{lang}".into();
+        cfg.api_key = Some("sk-pipeline-SECRET".into());
+        cfg.deadline_fraction = 0.8;
+        cfg.deadline_min_ms = 2000;
+        Rig {
+            origin,
+            stt,
+            mt,
+            tts,
+            cfg,
+        }
+    }
+
+    fn job(origin: &TestServer, background: Background) -> SegmentJob {
+        SegmentJob {
+            segment_url: format!("{}/seg.mp4", origin.url()),
+            init_url: format!("{}/init.mp4", origin.url()),
+            prev_url: None,
+            duration: 10.0,
+            lang: "es".into(),
+            background,
+            duck_db: 12.0,
+            started: Instant::now(),
+        }
+    }
+
+    fn header<'a>(r: &'a SegmentResponse, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Stage names in a `server-timing` value, checking each `name;dur=<ms with one decimal>`.
+    fn timing_stages(r: &SegmentResponse) -> Vec<String> {
+        header(r, "server-timing")
+            .expect("server-timing")
+            .split(", ")
+            .map(|entry| {
+                let (name, dur) = entry
+                    .split_once(";dur=")
+                    .unwrap_or_else(|| panic!("bad entry {entry}"));
+                let (int, frac) = dur
+                    .split_once('.')
+                    .unwrap_or_else(|| panic!("bad dur {dur}"));
+                assert!(
+                    int.parse::<u64>().is_ok() && frac.len() == 1,
+                    "bad dur {dur}"
+                );
+                name.to_string()
+            })
+            .collect()
+    }
+
+    fn rms(p: &dub_media::Pcm, from_s: f64, to_s: f64) -> f64 {
+        let ch = usize::from(p.channels);
+        let (a, b) = (
+            (from_s * p.sample_rate as f64) as usize * ch,
+            (to_s * p.sample_rate as f64) as usize * ch,
+        );
+        let s = &p.samples[a.min(p.samples.len())..b.min(p.samples.len())];
+        (s.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
+    }
+
+    fn assert_original(resp: &SegmentResponse, fallback: &str) {
+        assert_eq!(resp.status, 200);
+        assert_eq!(header(resp, "x-dub-rung"), Some("original"));
+        assert_eq!(header(resp, "x-dub-fallback"), Some(fallback));
+        assert!(
+            resp.body == corpus(SINTEL_SEG) || fallback == "encrypted",
+            "original bytes must be served unchanged"
+        );
+    }
+
+    #[test]
+    fn deadline_is_a_fraction_of_the_duration_with_a_floor() {
+        let mut cfg = test_config();
+        cfg.deadline_fraction = 0.8;
+        cfg.deadline_min_ms = 2000;
+        let mut j = job(&origin(vec![], vec![]), Background::Duck);
+        assert_eq!(
+            segment_deadline(&cfg, &j) - j.started,
+            Duration::from_millis(8000)
+        );
+        j.duration = 1.0;
+        assert_eq!(
+            segment_deadline(&cfg, &j) - j.started,
+            Duration::from_millis(2000)
+        );
+        j.duration = f64::NAN;
+        assert_eq!(
+            segment_deadline(&cfg, &j) - j.started,
+            Duration::from_millis(2000)
+        );
+        j.duration = 1e300;
+        assert_eq!(
+            segment_deadline(&cfg, &j) - j.started,
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn align_speeds_up_only_what_does_not_fit_and_counts_overflow() {
+        let (a, stats) = align(
+            &[(1.0, 1.0), (2.0, 1.5), (3.0, 2.0), (3.9, 0.05)],
+            4.0,
+            48_000,
+        );
+        assert_eq!(
+            a[0],
+            Aligned {
+                start_frame: 48_000,
+                speed: 1.0
+            }
+        );
+        assert_eq!(
+            a[1],
+            Aligned {
+                start_frame: 96_000,
+                speed: 1.25
+            }
+        );
+        // Slot 0.9 s for 2.0 s: capped at 1.25, 1.6 s long, 0.7 s into the next voice.
+        assert_eq!(
+            a[2],
+            Aligned {
+                start_frame: 144_000,
+                speed: 1.25
+            }
+        );
+        // Last: ends before the segment end, so nothing is cut.
+        assert_eq!(
+            a[3],
+            Aligned {
+                start_frame: 187_200,
+                speed: 1.0
+            }
+        );
+        assert!((stats.overflow_s - (0.2 + 0.7)).abs() < 1e-9, "{stats:?}");
+        assert_eq!(stats.start_err_ms, 0.0);
+        // Sub-frame starts round to the nearest frame; overlapping starts get the max speed.
+        let (a, stats) = align(&[(0.00001, 0.5), (0.00001, 0.5)], 1.0, 8_000);
+        assert_eq!(
+            a[0],
+            Aligned {
+                start_frame: 0,
+                speed: MAX_SPEED
+            }
+        );
+        assert!((stats.start_err_ms - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn server_timing_lists_stages_that_ran_in_order() {
+        let mut t = Timings::default();
+        t.add(Stage::Stt, Duration::from_micros(12_345));
+        t.add(Stage::Fetch, Duration::from_micros(400));
+        t.add(Stage::Stt, Duration::from_micros(1_000));
+        assert_eq!(t.header(), "fetch;dur=0.4, stt;dur=13.3");
+        assert_eq!(Timings::default().header(), "");
+    }
+
+    #[test]
+    fn origin_failures_are_404_or_502_with_a_short_body() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let mut j = job(&r.origin, Background::Duck);
+        j.segment_url = format!("{}/gone.mp4", r.origin.url());
+        let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (404, &b"segment not found at origin\n"[..])
+        );
+        assert_eq!(timing_stages(&resp), ["fetch"]);
+        assert!(header(&resp, "x-dub-rung").is_none());
+
+        j.segment_url = format!("{}/seg.mp4", refused_url());
+        let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (502, &b"origin fetch failed\n"[..])
+        );
+
+        // Init missing but segment present: the original is still playable.
+        let mut j = job(&r.origin, Background::Duck);
+        j.init_url = format!("{}/nope.mp4", r.origin.url());
+        let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
+        assert_original(&resp, "init-error");
+        assert_eq!(
+            r.stt.request_count() + r.mt.request_count() + r.tts.request_count(),
+            0
+        );
+    }
+
+    #[test]
+    fn encrypted_segment_is_passed_through_without_any_provider_call() {
+        let init = "hls-fmp4/shaka-clear-encrypted-hls/audio-init-encrypted.mp4";
+        let seg = "hls-fmp4/shaka-clear-encrypted-hls/audio-enc-s1.mp4";
+        let r = rig(init, seg, two_sentences_json(), Duration::ZERO);
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &r.cfg,
+            &job(&r.origin, Background::Duck),
+        );
+        assert_original(&resp, "encrypted");
+        assert_eq!(resp.body, corpus(seg), "byte-identical");
+        assert_eq!(header(&resp, "content-type"), Some("video/mp4"));
+        assert_eq!(timing_stages(&resp), ["fetch", "validate"]);
+        assert_eq!(r.stt.request_count(), 0, "no STT call for encrypted media");
+        assert_eq!(r.mt.request_count() + r.tts.request_count(), 0);
+    }
+
+    #[test]
+    fn dubs_sintel_segment_with_same_timing_and_voices_in_place() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let mut cfg = r.cfg.clone();
+        cfg.deadline_min_ms = 60_000; // debug builds are slow; the deadline is tested elsewhere
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &cfg,
+            &job(&r.origin, Background::None),
+        );
+        assert_eq!(
+            resp.status,
+            200,
+            "{:?} {:?}",
+            resp.headers,
+            String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+        );
+        assert_eq!(
+            header(&resp, "x-dub-rung"),
+            Some("dub"),
+            "{:?}",
+            resp.headers
+        );
+        assert!(header(&resp, "x-dub-fallback").is_none());
+        assert_eq!(header(&resp, "content-type"), Some("video/mp4"));
+        assert_eq!(header(&resp, "x-dub-utterances"), Some("2"));
+        assert_eq!(
+            timing_stages(&resp),
+            [
+                "fetch", "validate", "decode", "resample", "stt", "mt", "tts", "mix", "encode"
+            ]
+        );
+        let timing = header(&resp, "x-dub-timing").unwrap();
+        let fields: Vec<&str> = timing.split(';').collect();
+        assert_eq!(fields.len(), 3, "{timing}");
+        assert_eq!(fields[0], "start_err_ms=0.0");
+        let speeds: Vec<f64> = fields[1]
+            .strip_prefix("speeds=")
+            .unwrap()
+            .split(',')
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(speeds.len(), 2);
+        assert!(speeds.iter().all(|s| (1.0..=1.25).contains(s)), "{timing}");
+        assert!(
+            fields[2]
+                .strip_prefix("overflow_ms=")
+                .unwrap()
+                .parse::<u64>()
+                .is_ok(),
+            "{timing}"
+        );
+
+        // What the providers saw.
+        let stt_reqs: Vec<Recorded> = r.stt.requests();
+        assert_eq!(stt_reqs.len(), 1);
+        let parts = parse_multipart(
+            stt_reqs[0].header("content-type").unwrap(),
+            &stt_reqs[0].body,
+        );
+        let upload = wav_info(&parts.iter().find(|p| p.name == "file").unwrap().data).unwrap();
+        let src = dub_media::open_segment(&corpus(SINTEL_INIT), &corpus(SINTEL_SEG)).unwrap();
+        let src_frames = src.pcm_frames() as u64;
+        assert!(
+            upload.frames.abs_diff(src_frames / 3) <= 2,
+            "{} vs {}",
+            upload.frames,
+            src_frames / 3
+        );
+        assert_eq!(
+            stt_reqs[0].header("authorization"),
+            Some("Bearer sk-pipeline-SECRET")
+        );
+        let mt_q: Vec<String> =
+            r.mt.requests()
+                .iter()
+                .flat_map(|q| q.query())
+                .filter(|(k, _)| k == "q")
+                .map(|(_, v)| v)
+                .collect();
+        assert_eq!(mt_q, ["Where are you going?", "I am looking for a dragon."]);
+        let tts_in: Vec<serde_json::Value> = r
+            .tts
+            .requests()
+            .iter()
+            .map(|q| serde_json::from_slice(&q.body).unwrap())
+            .collect();
+        assert_eq!(tts_in[0]["input"], "¿Dónde vas?");
+        assert_eq!(
+            tts_in[1]["input"], "Estoy buscando un dragón.",
+            "APy marks stripped"
+        );
+        assert_eq!(tts_in[1]["voice"], "es");
+
+        // The output is a valid segment with the source's timing.
+        let out = dub_media::open_segment(&corpus(SINTEL_INIT), &resp.body)
+            .expect("dubbed segment parses");
+        assert_eq!(out.timing(), src.timing());
+        assert_ne!(resp.body, corpus(SINTEL_SEG));
+        // Background none: silence before the first voice, speech where the voices were placed.
+        let pcm = dub_media::decode_audio(&out).unwrap();
+        let quiet = rms(&pcm, 0.1, 0.9);
+        let voice1 = rms(&pcm, 1.05, 1.8);
+        let voice2 = rms(&pcm, 4.05, 5.0);
+        assert!(quiet < 0.003, "quiet={quiet}");
+        assert!(
+            voice1 > 0.02 && voice2 > 0.02,
+            "voice1={voice1} voice2={voice2}"
+        );
+        assert!(voice1 > 10.0 * quiet.max(1e-4));
+    }
+
+    /// RMS of (a - b) over [from, to) seconds, relative to the RMS of `a` there, in dB.
+    fn diff_db(a: &dub_media::Pcm, b: &dub_media::Pcm, from_s: f64, to_s: f64) -> f64 {
+        let ch = usize::from(a.channels);
+        let idx = |t: f64| {
+            ((t * f64::from(a.sample_rate)) as usize * ch).min(a.samples.len().min(b.samples.len()))
+        };
+        let (s, e) = (idx(from_s), idx(to_s));
+        let (mut sig, mut err) = (0.0f64, 0.0f64);
+        for i in s..e {
+            sig += f64::from(a.samples[i]).powi(2);
+            err += f64::from(a.samples[i] - b.samples[i]).powi(2);
+        }
+        10.0 * (err.max(1e-12) / sig.max(1e-12)).log10()
+    }
+
+    #[test]
+    fn ducked_dub_keeps_the_background_outside_speech() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &cfg_with(&r, 60_000),
+            &job(&r.origin, Background::Duck),
+        );
+        assert_eq!(
+            header(&resp, "x-dub-rung"),
+            Some("dub"),
+            "{:?}",
+            resp.headers
+        );
+        let init = corpus(SINTEL_INIT);
+        let src =
+            dub_media::decode_audio(&dub_media::open_segment(&init, &corpus(SINTEL_SEG)).unwrap())
+                .unwrap();
+        let out =
+            dub_media::decode_audio(&dub_media::open_segment(&init, &resp.body).unwrap()).unwrap();
+        assert_eq!(out.frames(), src.frames());
+        let before = diff_db(&src, &out, 0.1, 0.8);
+        let during = diff_db(&src, &out, 1.1, 1.8);
+        let after = diff_db(&src, &out, 8.0, 9.5);
+        assert!(
+            before < -10.0 && after < -10.0,
+            "background changed: {before:.1} / {after:.1} dB"
+        );
+        assert!(during > -3.0, "no dub audible under speech: {during:.1} dB");
+    }
+
+    #[test]
+    fn stt_connection_refused_serves_the_original_before_the_deadline() {
+        let mut r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        r.cfg.stt_url = refused_url();
+        r.cfg.deadline_min_ms = 20_000;
+        let j = job(&r.origin, Background::Duck);
+        let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
+        assert_original(&resp, "stt-error");
+        assert!(Instant::now() < segment_deadline(&r.cfg, &j));
+        let stages = timing_stages(&resp);
+        assert_eq!(stages, ["fetch", "validate", "decode", "resample", "stt"]);
+        let all_headers = format!("{:?}", resp.headers);
+        assert!(!all_headers.contains("SECRET"), "{all_headers}");
+        assert_eq!(r.mt.request_count() + r.tts.request_count(), 0);
+    }
+
+    #[test]
+    fn stalled_tts_serves_the_original_at_the_deadline() {
+        let mut r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::from_secs(30),
+        );
+        // Enough for a debug build to decode and resample, well short of the stall.
+        r.cfg.deadline_min_ms = 6000;
+        r.cfg.deadline_fraction = 0.0;
+        let j = job(&r.origin, Background::Duck);
+        let deadline = segment_deadline(&r.cfg, &j);
+        let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
+        let late = Instant::now().saturating_duration_since(deadline);
+        assert_original(&resp, "deadline");
+        assert!(
+            late < Duration::from_millis(300),
+            "answered {late:?} after the deadline"
+        );
+        assert_eq!(r.tts.request_count(), 1, "the stall was in TTS");
+    }
+
+    #[test]
+    fn no_speech_and_mt_errors_fall_back_to_the_original() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            r#"{"text":"","words":[{"word":"<sil>","start":0,"end":10}]}"#.into(),
+            Duration::ZERO,
+        );
+        let mut cfg = r.cfg.clone();
+        cfg.deadline_min_ms = 60_000;
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &cfg,
+            &job(&r.origin, Background::Duck),
+        );
+        assert_original(&resp, "no-speech");
+        assert_eq!(r.mt.request_count() + r.tts.request_count(), 0);
+
+        // The APy fake only knows eng|spa.
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let mut j = job(&r.origin, Background::Duck);
+        j.lang = "fr".into();
+        let resp = dub_segment(&StdHttpClient, &NativeMedia, &cfg_with(&r, 60_000), &j);
+        assert_original(&resp, "mt-error");
+        assert_eq!(r.tts.request_count(), 0);
+    }
+
+    #[test]
+    fn non_wav_speech_is_a_tts_error() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let mp3 = TestServer::start(|_| {
+            Reply::bytes(200, "audio/mpeg", b"ID3\x04\0\0\0\0\0\0 not wav".to_vec())
+        });
+        let mut cfg = cfg_with(&r, 60_000);
+        cfg.tts_url = mp3.url();
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &cfg,
+            &job(&r.origin, Background::Duck),
+        );
+        assert_original(&resp, "tts-error");
+        assert_eq!(mp3.request_count(), 1, "no retry outside the budget");
+        assert_eq!(r.mt.request_count(), 1);
+    }
+
+    fn cfg_with(r: &Rig, min_ms: u64) -> Config {
+        let mut c = r.cfg.clone();
+        c.deadline_min_ms = min_ms;
+        c
+    }
+}

@@ -1,0 +1,175 @@
+//! AAC-LC decode (raw access units + ASC) and encode, both with syom.
+//!
+//! Decoding does not trim anything: every access unit yields exactly 1024 frames, so a segment
+//! of N access units decodes to N * 1024 frames on the segment's own timeline.
+//!
+//! Encoding is causal with one frame of delay: the decoded output of encoded frame `k` is the
+//! input of frame `k - 1`. [`encode_aligned`] compensates so the kept access units decode in
+//! sync with the input (see its docs).
+
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::pcm::Pcm;
+
+/// Samples per AAC-LC access unit.
+pub const FRAME: usize = 1024;
+
+/// Decode raw AAC access units with the given AudioSpecificConfig to interleaved PCM.
+pub(crate) fn decode_aus<'a>(
+    asc: &[u8],
+    sample_rate: u32,
+    channels: u16,
+    aus: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> Result<Pcm> {
+    let n = aus.len();
+    if n > limits::MAX_FRAMES {
+        return Err(Error::limit(format!("{n} access units")));
+    }
+    let opts = syom::DecodeOptions::audio().with_max_duration_secs(f64::INFINITY);
+    let mut dec = syom::Decoder::from_asc(asc, opts)
+        .map_err(|e| Error::unsupported(format!("AAC config: {e}")))?;
+    let ch = usize::from(channels);
+    let mut samples: Vec<f32> = Vec::with_capacity(n * FRAME * ch);
+    for (i, au) in aus.enumerate() {
+        let before = samples.len();
+        let mut bad: Option<String> = None;
+        dec.decode_au(au, |f| {
+            if f.samples != FRAME || f.planar.len() != ch || f.sample_rate != sample_rate {
+                bad = Some(format!(
+                    "access unit {i} decoded to {} x {} at {} Hz",
+                    f.planar.len(),
+                    f.samples,
+                    f.sample_rate
+                ));
+                return Ok(());
+            }
+            for t in 0..FRAME {
+                for plane in f.planar {
+                    samples.push(plane.get(t).copied().unwrap_or(0.0));
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::invalid(format!("AAC access unit {i}: {e}")))?;
+        if let Some(msg) = bad {
+            return Err(Error::unsupported(msg));
+        }
+        if samples.len() != before + FRAME * ch {
+            return Err(Error::invalid(format!(
+                "AAC access unit {i} produced no audio"
+            )));
+        }
+    }
+    Pcm::new(sample_rate, channels, samples)
+}
+
+/// Encode `audio` (exactly `frames * 1024` frames) to `frames` raw AAC-LC access units that
+/// decode in sync with it.
+///
+/// The encoder delays by one frame, so the encoder is fed `priming` (its last 1024 frames,
+/// zero-padded in front; silence when absent), then the audio, then one frame of look-ahead.
+/// Access units 0 and 1 (encoder delay and the priming frame) are dropped, and exactly
+/// `frames` units are kept: unit `k + 2` decodes to input frame `k`.
+///
+/// The last kept unit's MDCT window reaches one frame past the segment, and a player overlaps
+/// it with the next segment's first unit: the join is exact only if that look-ahead frame is
+/// the next segment's first frame of PCM (`lookahead`). Without it, the segment's last frame
+/// is mirrored under a short fade (continuous at the join, then silence); measured, this beats
+/// both plain silence and an untapered mirror (see `remux_join_stays_in_sync`).
+pub(crate) fn encode_aligned(
+    audio: &Pcm,
+    priming: Option<&Pcm>,
+    lookahead: Option<&Pcm>,
+    frames: usize,
+    bitrate_bps: u32,
+) -> Result<Vec<Vec<u8>>> {
+    let ch = usize::from(audio.channels);
+    if audio.frames() != frames * FRAME {
+        return Err(Error::internal("encode_aligned: length not frames * 1024"));
+    }
+    let opts = syom::EncodeOptions::raw().with_bitrate_bps(bitrate_bps);
+    let mut enc = syom::Encoder::new(audio.sample_rate, ch, &opts)
+        .map_err(|e| Error::unsupported(format!("AAC encoder: {e}")))?;
+
+    // Planes: priming frame + audio + mirrored look-ahead frame, clipped to [-1, 1].
+    let total = (frames + 2) * FRAME;
+    let mut planes: Vec<Vec<f32>> = vec![Vec::with_capacity(total); ch];
+    let prime_frames = priming.map_or(0, |p| p.frames().min(FRAME));
+    for (c, plane) in planes.iter_mut().enumerate() {
+        plane.resize(FRAME - prime_frames, 0.0);
+        if let Some(p) = priming {
+            let start = p.frames() - prime_frames;
+            plane.extend(
+                (start..p.frames()).map(|t| p.samples.get(t * ch + c).copied().unwrap_or(0.0)),
+            );
+        }
+        plane.extend(audio.samples.iter().skip(c).step_by(ch).copied());
+        let n = frames * FRAME;
+        match lookahead {
+            Some(la) => {
+                let la_ch = usize::from(la.channels).max(1);
+                plane.extend(
+                    (0..FRAME).map(|t| la.samples.get(t * la_ch + c).copied().unwrap_or(0.0)),
+                );
+            }
+            None => plane.extend((0..FRAME).map(|t| {
+                let src = n - 1 - t.min(n - 1);
+                audio.samples.get(src * ch + c).copied().unwrap_or(0.0) * taper(t)
+            })),
+        }
+        for s in plane.iter_mut() {
+            *s = if s.is_finite() {
+                s.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+    }
+    let refs: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
+    let mut aus: Vec<Vec<u8>> = Vec::with_capacity(frames + 3);
+    enc.feed(&refs, |f| {
+        aus.push(f.payload.to_vec());
+        Ok(())
+    })
+    .map_err(|e| Error::internal(format!("AAC encode: {e}")))?;
+    enc.finish(|f| {
+        aus.push(f.payload.to_vec());
+        Ok(())
+    })
+    .map_err(|e| Error::internal(format!("AAC encode finish: {e}")))?;
+    if aus.len() < frames + 2 {
+        return Err(Error::internal(format!(
+            "AAC encoder produced {} access units for {} frames",
+            aus.len(),
+            frames + 2
+        )));
+    }
+    Ok(aus.into_iter().skip(2).take(frames).collect())
+}
+
+/// Fade for the mirrored look-ahead: 1 at the join, 0 after 128 samples.
+fn taper(t: usize) -> f32 {
+    const LEN: usize = 128;
+    if t < LEN {
+        0.5 + 0.5 * (std::f32::consts::PI * t as f32 / LEN as f32).cos()
+    } else {
+        0.0
+    }
+}
+
+/// The AudioSpecificConfig syom writes for an LC encoder at this rate and channel count.
+pub(crate) fn encoder_asc(sample_rate: u32, channels: u16) -> Result<Vec<u8>> {
+    let enc = syom::Encoder::new(
+        sample_rate,
+        usize::from(channels),
+        &syom::EncodeOptions::raw(),
+    )
+    .map_err(|e| Error::unsupported(format!("AAC encoder: {e}")))?;
+    Ok(enc.asc().to_vec())
+}
+
+/// Highest bitrate syom accepts for this layout (6144 bits per channel per frame).
+pub(crate) fn max_bitrate(sample_rate: u32, channels: u16) -> u32 {
+    let v = 6144u64 * u64::from(channels) * u64::from(sample_rate) / 1024;
+    u32::try_from(v).unwrap_or(u32::MAX)
+}

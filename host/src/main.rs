@@ -1,0 +1,188 @@
+//! dubhost: runs the dub-edge Spin application natively on wasmtime, the way `spin up` would,
+//! with `dub:media` provided natively instead of as a wasm component; also hosts the local
+//! speech service and sample HLS origin from `dub-localsvc`.
+//!
+//! `dubhost serve --manifest spin.toml --listen 127.0.0.1:3000` reads the manifest's variables
+//! (overridable as `SPIN_VARIABLE_<NAME>`), HTTP triggers and components, compiles each
+//! component once (cached in `~/.cache/dubhost`), and serves every request in a fresh store.
+
+mod bindings;
+mod cli;
+mod manifest;
+mod media;
+mod outbound;
+mod router;
+mod runtime;
+mod server;
+
+use anyhow::{Context, Result};
+use cli::{Command, HostOptions};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() -> std::process::ExitCode {
+    let cmd = match cli::parse(std::env::args().skip(1)) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("dubhost: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(cmd) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dubhost: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Version => {
+            println!("dubhost {} (wasmtime 48.0.8)", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Check(opts) => {
+            let t0 = Instant::now();
+            let (app, runtime) = load(&opts)?;
+            let rt = tokio_runtime()?;
+            rt.block_on(async {
+                for id in app.components.keys() {
+                    let Some(c) = runtime.component(id) else {
+                        continue;
+                    };
+                    let mut store = runtime.new_store(c);
+                    c.pre()
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("instantiating `{id}`: {e:#}"))?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            println!(
+                "dubhost: {} ok: {} route(s), {} component(s) instantiated in {} ms",
+                opts.manifest.display(),
+                app.routes.len(),
+                app.components.len(),
+                t0.elapsed().as_millis()
+            );
+            Ok(())
+        }
+        Command::Serve(opts) => {
+            let (app, runtime) = load(&opts)?;
+            let router = router::Router::new(&app.routes)?;
+            let rt = tokio_runtime()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(opts.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", opts.listen))?;
+                let local = listener.local_addr()?;
+                let server = Arc::new(server::Server::new(Arc::new(runtime), router, local));
+                println!("dubhost listening on http://{local}");
+                eprintln!("dubhost: serving application `{}`", app.name);
+                std::io::stdout().flush()?;
+                for (route, component) in &app.routes {
+                    eprintln!("dubhost:   {route} -> {component}");
+                }
+                tokio::select! {
+                    r = server.serve(listener) => r,
+                    _ = shutdown_signal() => {
+                        eprintln!("dubhost: shutting down");
+                        Ok(())
+                    }
+                }
+            })?;
+            // Requests still running are abandoned with the runtime.
+            rt.shutdown_timeout(Duration::from_secs(1));
+            Ok(())
+        }
+        Command::Speech { listen } => serve_local(listen, "speech", |listener| async move {
+            dub_localsvc::serve_speech(listener, dub_localsvc::SpeechOptions::default()).await
+        }),
+        Command::Origin { listen, dir } => serve_local(listen, "origin", |listener| async move {
+            dub_localsvc::serve_origin(listener, dir, dub_localsvc::OriginOptions::default()).await
+        }),
+        Command::MakeSample { dir } => {
+            // `make_sample` runs its own single-threaded runtime: call it outside tokio.
+            let info = dub_localsvc::make_sample(&dir, &dub_localsvc::SampleOptions::default())?;
+            println!(
+                "dubhost: wrote {} segment(s), {:.1} s, to {}",
+                info.segments,
+                info.duration_secs,
+                info.dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Bind `listen`, print the same `dubhost listening on http://ADDR` line as `serve`, and run a
+/// local service until it fails or the process is signalled.
+fn serve_local<F, Fut>(listen: std::net::SocketAddr, what: &str, service: F) -> Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let rt = tokio_runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        println!("dubhost listening on http://{}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        eprintln!("dubhost: {what} service");
+        tokio::select! {
+            r = service(listener) => r,
+            _ = shutdown_signal() => Ok(()),
+        }
+    })
+}
+
+fn load(opts: &HostOptions) -> Result<(manifest::App, runtime::Runtime)> {
+    let overrides = manifest::Overrides::from_process(opts.variables.clone());
+    let app = manifest::load(&opts.manifest, &overrides)?;
+    let limits = runtime::Limits {
+        max_concurrent: opts.max_concurrent,
+        memory_bytes: opts.memory_mib << 20,
+        request_timeout: Duration::from_secs(opts.timeout_secs),
+        ..runtime::Limits::default()
+    };
+    let runtime = runtime::Runtime::new(&app, limits, opts.cache_dir.as_deref())?;
+    Ok((app, runtime))
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dubhost")
+        .build()
+        .context("starting the tokio runtime")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,345 @@
+//! End to end: the sample origin, the local speech service and dubhost running the real edge
+//! component, all as separate processes on 127.0.0.1, driven over HTTP.
+//!
+//! These need the built artifacts (`make build`: dubhost and build/*.wasm) and the Debian engines
+//! (ffmpeg, espeak-ng, pocketsphinx, apertium); `make test` provides both.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use dub_tests::*;
+
+/// Heavy tests run one at a time: two cores, and deadlines are part of what is tested.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const T: Duration = Duration::from_secs(60);
+
+struct Sample {
+    dir: PathBuf,
+    /// (start seconds, text) of each English sentence in the source.
+    sentences: Vec<(f64, String)>,
+}
+
+fn sample() -> &'static Sample {
+    static S: OnceLock<Sample> = OnceLock::new();
+    S.get_or_init(|| {
+        let a = artifacts();
+        let dir = temp_dir("sample");
+        let st = Command::new(&a.dubhost)
+            .args(["make-sample", "--out"])
+            .arg(&dir)
+            .args(["--duration", "24"])
+            .status()
+            .expect("run dubhost make-sample");
+        assert!(st.success(), "make-sample failed");
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("speech.json")).expect("speech.json"))
+                .expect("speech.json is JSON");
+        let sentences = info["sentences"]
+            .as_array()
+            .expect("sentences array")
+            .iter()
+            .map(|s| {
+                (
+                    s["start"].as_f64().expect("start"),
+                    s["text"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect::<Vec<_>>();
+        assert!(!sentences.is_empty());
+        Sample { dir, sentences }
+    })
+}
+
+fn origin() -> Proc {
+    let a = artifacts();
+    let mut c = Command::new(&a.dubhost);
+    c.args(["origin", "--dir"])
+        .arg(&sample().dir)
+        .args(["--listen", "127.0.0.1:0"]);
+    spawn_listening("origin", c, T)
+}
+
+fn speech() -> Proc {
+    let a = artifacts();
+    let mut c = Command::new(&a.dubhost);
+    c.args(["speech", "--listen", "127.0.0.1:0"]);
+    spawn_listening("speech", c, T)
+}
+
+/// dubhost serving the repository's spin.toml, with variables overridden the way Spin does it.
+fn edge(vars: &[(&str, String)]) -> Proc {
+    let a = artifacts();
+    let mut c = Command::new(&a.dubhost);
+    c.args(["serve", "--manifest"])
+        .arg(a.repo.join("spin.toml"))
+        .args(["--listen", "127.0.0.1:0"]);
+    for (k, v) in vars {
+        c.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+    }
+    spawn_listening("dubhost", c, Duration::from_secs(300))
+}
+
+fn speech_vars(base: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("stt_url", base.to_string()),
+        ("mt_url", base.to_string()),
+        ("tts_url", base.to_string()),
+    ]
+}
+
+/// The dubbed audio rendition's media playlist URL from a dubbed master playlist.
+fn dubbed_rendition(edge_base: &str, master: &str) -> String {
+    let line = master
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MEDIA:") && attr(l, "LANGUAGE").as_deref() == Some("es"))
+        .unwrap_or_else(|| panic!("no dubbed rendition in:\n{master}"));
+    resolve(&format!("{edge_base}/"), &attr(line, "URI").expect("URI"))
+}
+
+struct Fetched {
+    source_init: Vec<u8>,
+    dubbed_init: Vec<u8>,
+    /// (source bytes, dubbed response, EXTINF start seconds)
+    segments: Vec<(Vec<u8>, Resp, f64)>,
+}
+
+fn fetch_all(edge: &Proc, origin: &Proc, extra_query: &str) -> Fetched {
+    let src = format!("{}/vod/master.m3u8", origin.base());
+    let url = format!(
+        "{}/dub/es/index.m3u8?src={}{extra_query}",
+        edge.base(),
+        encode_query(&src)
+    );
+    let m = get(&url, T).expect("master");
+    assert_eq!(m.status, 200, "master: {}", m.text());
+    let master = m.text();
+    let media_url = dubbed_rendition(&edge.base(), &master);
+    let p = get(&media_url, T).expect("media playlist");
+    assert_eq!(p.status, 200, "{}", p.text());
+    let text = p.text();
+    let src_playlist_url = format!("{}/vod/audio.m3u8", origin.base());
+    let src_text = get(&src_playlist_url, T).expect("source playlist").text();
+    let src_segs = segment_uris(&src_playlist_url, &src_text);
+    let dub_segs = segment_uris(&media_url, &text);
+    assert_eq!(src_segs.len(), dub_segs.len(), "segment count");
+    let source_init = get(&map_uri(&src_playlist_url, &src_text).expect("src map"), T)
+        .expect("src init")
+        .body;
+    let dubbed_init = get(&map_uri(&media_url, &text).expect("dub map"), T).expect("init");
+    assert_eq!(dubbed_init.status, 200);
+    let durations: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.split(',').next().unwrap_or("0").trim().parse().unwrap_or(0.0))
+        .collect();
+    let mut start = 0.0;
+    let mut segments = Vec::new();
+    for (i, (s, d)) in src_segs.iter().zip(&dub_segs).enumerate() {
+        let source = get(s, T).expect("source segment").body;
+        let dubbed = get(d, T).expect("dubbed segment");
+        assert_eq!(dubbed.status, 200, "segment {i}: {}", dubbed.text());
+        segments.push((source, dubbed, start));
+        start += durations.get(i).copied().unwrap_or(0.0);
+    }
+    Fetched { source_init, dubbed_init: dubbed_init.body, segments }
+}
+
+#[test]
+fn vod_stream_is_dubbed_in_sync() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let origin = origin();
+    let speech = speech();
+    let mut vars = speech_vars(&speech.base());
+    // Generous deadline: this test is about the dub itself, the fallback tests cover deadlines.
+    vars.push(("deadline_min_ms", "30000".into()));
+    let edge = edge(&vars);
+
+    // The master keeps the English rendition (DEFAULT=NO now) and gains the Spanish dub.
+    let src = format!("{}/vod/master.m3u8", origin.base());
+    let m = get(&format!("{}/dub/es/index.m3u8?src={}", edge.base(), encode_query(&src)), T).unwrap();
+    let master = m.text();
+    let added: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:") && attr(l, "LANGUAGE").as_deref() == Some("es"))
+        .collect();
+    assert_eq!(added.len(), 1, "{master}");
+    assert_eq!(attr(added[0], "TYPE").as_deref(), Some("AUDIO"));
+    assert_eq!(attr(added[0], "DEFAULT").as_deref(), Some("YES"));
+    assert_eq!(attr(added[0], "AUTOSELECT").as_deref(), Some("YES"));
+    assert!(attr(added[0], "NAME").unwrap().contains("AI dub"));
+    let english = master
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MEDIA:") && attr(l, "LANGUAGE").as_deref() == Some("en"))
+        .expect("English rendition kept");
+    assert_eq!(attr(english, "DEFAULT").as_deref(), Some("NO"));
+    // Video variants point straight at the origin.
+    let variant = master
+        .lines()
+        .skip_while(|l| !l.starts_with("#EXT-X-STREAM-INF"))
+        .nth(1)
+        .expect("variant URI");
+    assert!(variant.starts_with(&origin.base()), "variant {variant}");
+
+    let f = fetch_all(&edge, &origin, "");
+    assert_eq!(f.source_init, f.dubbed_init, "init segment must pass through byte-identical");
+    let mut concat = f.dubbed_init.clone();
+    let mut dubbed_count = 0;
+    for (i, (source, dubbed, _)) in f.segments.iter().enumerate() {
+        let rung = dubbed.header("x-dub-rung").unwrap_or("?");
+        eprintln!(
+            "segment {i}: rung={rung} fallback={:?} timing={:?} server-timing={:?}",
+            dubbed.header("x-dub-fallback"),
+            dubbed.header("x-dub-timing"),
+            dubbed.header("server-timing")
+        );
+        assert!(dubbed.header("server-timing").is_some());
+        let a = dub_media::open_segment(&f.source_init, source).expect("source parses");
+        let b = dub_media::open_segment(&f.dubbed_init, &dubbed.body).expect("dub parses");
+        assert_eq!(a.timing(), b.timing(), "segment {i}: decode times and frame count");
+        if rung == "dub" {
+            dubbed_count += 1;
+            assert_ne!(source, &dubbed.body);
+        } else {
+            assert_eq!(source, &dubbed.body, "a fallback serves the original bytes");
+        }
+        concat.extend_from_slice(&dubbed.body);
+    }
+    // Every segment where the source speaks is dubbed.
+    let speech_segments = {
+        let mut v: Vec<usize> = sample().sentences.iter().map(|(s, _)| (*s / 6.0) as usize).collect();
+        v.dedup();
+        v.len()
+    };
+    assert!(
+        dubbed_count >= speech_segments,
+        "{dubbed_count} dubbed segments, {speech_segments} have speech"
+    );
+    let dir = temp_dir("e2e");
+    let errors = ffmpeg_errors(&dir, "dubbed.mp4", &concat);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors:\n{errors}");
+}
+
+#[test]
+fn dubbed_utterances_start_where_the_source_speaks() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let origin = origin();
+    let speech = speech();
+    let mut vars = speech_vars(&speech.base());
+    vars.push(("deadline_min_ms", "30000".into()));
+    let edge = edge(&vars);
+    // bg=none: the output is the synthetic speech alone, so its onsets are measurable.
+    let f = fetch_all(&edge, &origin, "&bg=none");
+    let mut pcm = Vec::new();
+    let mut rate = 48000;
+    let mut channels = 2;
+    for (_, dubbed, _) in &f.segments {
+        let seg = dub_media::open_segment(&f.dubbed_init, &dubbed.body).expect("parses");
+        let p = dub_media::decode_audio(&seg).expect("decodes");
+        rate = p.sample_rate;
+        channels = p.channels as usize;
+        if dubbed.header("x-dub-rung") == Some("dub") {
+            pcm.extend_from_slice(&p.samples);
+        } else {
+            // Fallback segments carry the original (speech over music): blank them for this
+            // measurement and require below that every sentence was dubbed.
+            pcm.extend(std::iter::repeat_n(0.0, p.samples.len()));
+        }
+    }
+    let found = onsets(&pcm, channels, rate, 0.01, 0.25);
+    eprintln!("source sentence starts: {:?}", sample().sentences);
+    eprintln!("dubbed onsets: {found:?}");
+    for (start, text) in &sample().sentences {
+        let nearest = found
+            .iter()
+            .map(|o| (o - start).abs())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            nearest <= 0.200,
+            "sentence {text:?} at {start:.3}s: nearest dubbed onset is {:.0} ms away",
+            nearest * 1000.0
+        );
+    }
+}
+
+fn assert_all_fall_back(vars: Vec<(&'static str, String)>, deadline: Duration) {
+    let origin = origin();
+    let edge = edge(&vars);
+    let f = fetch_all(&edge, &origin, "");
+    for (i, (source, dubbed, _)) in f.segments.iter().enumerate() {
+        assert_eq!(dubbed.status, 200);
+        assert_eq!(source, &dubbed.body, "segment {i} must be the original, byte-identical");
+        assert_eq!(dubbed.header("x-dub-rung"), Some("original"), "segment {i}");
+        assert!(dubbed.header("x-dub-fallback").is_some(), "segment {i} names its fallback");
+        assert!(
+            dubbed.elapsed <= deadline + Duration::from_millis(700),
+            "segment {i} took {:?}, deadline {deadline:?}",
+            dubbed.elapsed
+        );
+    }
+}
+
+#[test]
+fn speech_service_down_falls_back_to_the_original() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dead = format!("http://{}", closed_port());
+    let mut vars = speech_vars(&dead);
+    vars.push(("deadline_min_ms", "1500".into()));
+    vars.push(("deadline_fraction", "0.5".into()));
+    // 6 s segments: deadline = max(1.5 s, 3 s).
+    assert_all_fall_back(vars, Duration::from_secs(3));
+}
+
+#[test]
+fn stalled_speech_service_falls_back_within_the_deadline() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (addr, count) = stalling_server();
+    let mut vars = speech_vars(&format!("http://{addr}"));
+    vars.push(("deadline_min_ms", "1500".into()));
+    vars.push(("deadline_fraction", "0.5".into()));
+    assert_all_fall_back(vars, Duration::from_secs(3));
+    assert!(
+        count.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the stalled STT server was actually called"
+    );
+}
+
+#[test]
+fn unsigned_refs_and_foreign_origins_are_refused_without_outbound_calls() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let origin = origin();
+    // A second "origin" that is not on the allowlist; it counts connections.
+    let (foreign, foreign_count) = stalling_server();
+    let vars = vec![("origins", origin.base())];
+    let edge = edge(&vars);
+
+    let src = format!("http://{foreign}/master.m3u8");
+    let r = get(&format!("{}/dub/es/index.m3u8?src={}", edge.base(), encode_query(&src)), T).unwrap();
+    assert!((400..500).contains(&r.status), "foreign origin: {}", r.status);
+    assert!(r.text().len() < 200, "short message only");
+
+    // A real signed segment URL, then the same with its ref tampered.
+    let good = format!("{}/vod/master.m3u8", origin.base());
+    let m = get(&format!("{}/dub/es/index.m3u8?src={}", edge.base(), encode_query(&good)), T).unwrap();
+    assert_eq!(m.status, 200);
+    let media_url = dubbed_rendition(&edge.base(), &m.text());
+    let p = get(&media_url, T).unwrap().text();
+    let seg = segment_uris(&media_url, &p).into_iter().next().expect("a segment");
+    let i = seg.rfind('/').expect("slash") + 5;
+    let mut tampered = seg.clone().into_bytes();
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let before = get(&format!("{}/stats", origin.base()), T).map(|r| r.text()).ok();
+    let r = get(&tampered, T).unwrap();
+    assert!((400..500).contains(&r.status), "tampered ref: {}", r.status);
+    let r2 = get(&format!("{}/dub/es/s/not-a-ref.m4s", edge.base()), T).unwrap();
+    assert!((400..500).contains(&r2.status), "garbage ref: {}", r2.status);
+    let after = get(&format!("{}/stats", origin.base()), T).map(|r| r.text()).ok();
+    if let (Some(b), Some(a)) = (before, after) {
+        // /stats counts every request except itself.
+        assert_eq!(b, a, "refused refs made no request to the origin");
+    }
+    assert_eq!(foreign_count.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
