@@ -6,7 +6,7 @@ CARGO ?= cargo
 WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/wasm
 DUBHOST := $(CARGO_TARGET_DIR)/release/dubhost
 
-.PHONY: all setup build components host demo test check fmt clippy wit
+.PHONY: all setup build components host demo test bench fmt clippy wit
 
 all: build
 
@@ -23,8 +23,10 @@ components:
 	cp $(WASM_OUT)/dub_media_component.wasm build/dub_media.wasm
 	cp $(WASM_OUT)/dub_edge.wasm build/dub_edge.wasm
 
+# All native targets at once (tests and benches included): the same feature set `cargo test`
+# resolves, so the host (wasmtime) is compiled once, not once per command.
 host:
-	$(CARGO) build --release -p dubhost
+	$(CARGO) build --release --all-targets
 
 ## wit: print the WIT of the built components
 wit: components
@@ -39,9 +41,13 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) clippy -p dub-edge -p dub-media-component --target wasm32-wasip2 --profile wasm -- -D warnings
 
 ## test: every check (fmt, clippy -D warnings, unit, integration and end-to-end tests)
 test: setup fmt build clippy
-	DUBHOST_BIN="$(DUBHOST)" DUB_BUILD_DIR="$(CURDIR)/build" $(CARGO) test --release --workspace
+	DUBHOST_BIN="$(DUBHOST)" $(CARGO) test --release --no-fail-fast
+
+## bench: criterion benches of the media path
+bench:
+	$(CARGO) bench -p dub-benches

@@ -14,7 +14,7 @@ USAGE:
     dubhost check       [--manifest PATH] [OPTIONS]
     dubhost speech      [--listen ADDR]
     dubhost origin      [--listen ADDR] [--dir DIR]
-    dubhost make-sample [--dir DIR]
+    dubhost make-sample [--out DIR] [--duration SECS]
     dubhost --version | --help
 
 COMMANDS:
@@ -36,7 +36,8 @@ OPTIONS:
     --memory-mib N         Linear memory limit per request [default: 512]
     --no-cache             Do not read or write the compile cache
     --cache-dir DIR        Compile cache [default: $DUBHOST_CACHE_DIR, else ~/.cache/dubhost]
-    --dir DIR              Directory for `origin` and `make-sample` [default: sample]
+    --dir DIR, --out DIR   Directory for `origin` and `make-sample` [default: sample]
+    --duration SECS        Length of the `make-sample` stream [default: 36]
     -h, --help             Print this help
     -V, --version          Print the version
 
@@ -71,6 +72,8 @@ pub enum Command {
     MakeSample {
         /// Output directory.
         dir: PathBuf,
+        /// Length of the stream in seconds (None: the library default).
+        duration_secs: Option<u32>,
     },
 }
 
@@ -129,6 +132,7 @@ where
     }
     let mut host = default_host_options();
     let mut dir = PathBuf::from("sample");
+    let mut duration_secs = None;
     let mut listen_given = false;
     let mut it = args[1..].iter();
     while let Some(arg) = it.next() {
@@ -172,7 +176,10 @@ where
             "--memory-mib" => host.memory_mib = parse_num(flag, &value(flag)?, 16, 4096)?,
             "--no-cache" => host.cache_dir = None,
             "--cache-dir" => host.cache_dir = Some(PathBuf::from(value(flag)?)),
-            "--dir" => dir = PathBuf::from(value(flag)?),
+            "--dir" | "--out" => dir = PathBuf::from(value(flag)?),
+            "--duration" if sub == "make-sample" => {
+                duration_secs = Some(parse_num(flag, &value(flag)?, 6, 3600)?);
+            }
             other => bail!("unknown option `{other}` for `{sub}` (try `dubhost --help`)"),
         }
     }
@@ -194,7 +201,7 @@ where
             },
             dir,
         },
-        _ => Command::MakeSample { dir },
+        _ => Command::MakeSample { dir, duration_secs },
     })
 }
 

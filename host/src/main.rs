@@ -108,9 +108,13 @@ fn run(cmd: Command) -> Result<()> {
         Command::Origin { listen, dir } => serve_local(listen, "origin", |listener| async move {
             dub_localsvc::serve_origin(listener, dir, dub_localsvc::OriginOptions::default()).await
         }),
-        Command::MakeSample { dir } => {
+        Command::MakeSample { dir, duration_secs } => {
+            let mut opts = dub_localsvc::SampleOptions::default();
+            if let Some(d) = duration_secs {
+                opts.duration_secs = d;
+            }
             // `make_sample` runs its own single-threaded runtime: call it outside tokio.
-            let info = dub_localsvc::make_sample(&dir, &dub_localsvc::SampleOptions::default())?;
+            let info = dub_localsvc::make_sample(&dir, &opts)?;
             println!(
                 "dubhost: wrote {} segment(s), {:.1} s, to {}",
                 info.segments,

@@ -279,6 +279,23 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let timeouts = Timeouts::from_options(options);
+        if uri.scheme() == Some(&Scheme::HTTPS) {
+            // TLS (rustls + ring, webpki roots) via wasmtime-wasi-http's sender, with the same
+            // capped timeouts; the allowlist was checked above.
+            let opts = RequestOptions {
+                connect_timeout: Some(timeouts.connect),
+                first_byte_timeout: Some(timeouts.first_byte),
+                between_bytes_timeout: Some(timeouts.between_bytes),
+            };
+            return Box::new(async move {
+                let (res, io) =
+                    wasmtime_wasi_http::default_send_request(request, Some(opts)).await?;
+                Ok((
+                    res.map(http_body_util::BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ))
+            });
+        }
         Box::new(async move {
             let (res, io) = send_http1(request, timeouts).await?;
             Ok((
@@ -289,8 +306,8 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
-/// Send one request over a fresh HTTP/1.1 connection. Only `http` is supported: this build has
-/// no TLS stack.
+/// Send one plain-`http` request over a fresh HTTP/1.1 connection (https goes through
+/// wasmtime-wasi-http's TLS sender).
 async fn send_http1(
     mut req: http::Request<WasiBody>,
     timeouts: Timeouts,
@@ -626,10 +643,12 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(matches!(err, HttpError::HttpRequestDenied), "{err}");
+            // https is allowed here and goes through TLS: nothing listens on :9, so it is
+            // refused at connect, never sent in clear.
             let err = send(&mut h, get("https://127.0.0.1:9/"), None)
                 .await
                 .unwrap_err();
-            assert!(matches!(err, HttpError::InternalError(_)), "{err}");
+            assert!(!matches!(err, HttpError::HttpRequestDenied), "{err}");
         }
 
         #[tokio::test]

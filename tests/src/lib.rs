@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Paths of the built binaries and components.
@@ -68,7 +68,9 @@ impl Proc {
 /// Start `cmd`, wait (up to `wait`) for a line containing `listening on http://ADDR` on stdout or
 /// stderr, and keep forwarding its output to this process's stderr.
 pub fn spawn_listening(name: &str, mut cmd: Command, wait: Duration) -> Proc {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
@@ -93,7 +95,11 @@ pub fn spawn_listening(name: &str, mut cmd: Command, wait: Duration) -> Proc {
         });
     }
     match rx.recv_timeout(wait) {
-        Ok(addr) => Proc { child, addr, name: name.to_string() },
+        Ok(addr) => Proc {
+            child,
+            addr,
+            name: name.to_string(),
+        },
         Err(_) => {
             let _ = child.kill();
             panic!("{name} did not report its listening address within {wait:?}");
@@ -171,7 +177,12 @@ pub fn get(url: &str, timeout: Duration) -> std::io::Result<Resp> {
     {
         body = dechunk(&body)?;
     }
-    Ok(Resp { status, headers, body, elapsed: start.elapsed() })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+        elapsed: start.elapsed(),
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -303,10 +314,10 @@ pub fn onsets(samples: &[f32], channels: usize, rate: u32, thresh: f32, min_gap:
         }
         let rms = (e / (win * channels) as f64).sqrt() as f32;
         if rms > thresh {
-            if let Some(q) = quiet_since {
-                if (f - q) as f64 / rate as f64 >= min_gap || (q == 0 && out.is_empty()) {
-                    out.push(f as f64 / rate as f64);
-                }
+            if let Some(q) = quiet_since
+                && ((f - q) as f64 / rate as f64 >= min_gap || (q == 0 && out.is_empty()))
+            {
+                out.push(f as f64 / rate as f64);
             }
             quiet_since = None;
         } else if quiet_since.is_none() {
@@ -327,4 +338,160 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// One request/response pair seen by [`recording_proxy`].
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// Request line, e.g. `POST /v1/audio/speech HTTP/1.1`.
+    pub request_line: String,
+    /// Request body.
+    pub request_body: Vec<u8>,
+    /// Response body as received from upstream (de-chunked).
+    pub response_body: Vec<u8>,
+}
+
+/// A forwarding HTTP/1.1 proxy on 127.0.0.1:0 in front of `upstream`: every exchange is passed
+/// through unchanged and recorded, so a test can see exactly what a provider was asked and what
+/// it answered (for example the synthesized speech a dub must contain).
+pub fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Exchange>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let log = log2.clone();
+            std::thread::spawn(move || {
+                let _ = proxy_one(client, upstream, &log);
+            });
+        }
+    });
+    (addr, log)
+}
+
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    log: &Mutex<Vec<Exchange>>,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = client.read(&mut tmp)?;
+        if n == 0 || buf.len() > 1 << 20 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = client.read(&mut tmp)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    // Forward with Connection: close so the upstream response ends at EOF.
+    let mut fwd = Vec::new();
+    for line in head.trim_end().split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            fwd.extend_from_slice(line.as_bytes());
+            fwd.extend_from_slice(b"\r\n");
+        }
+    }
+    fwd.extend_from_slice(b"Connection: close\r\n\r\n");
+    fwd.extend_from_slice(&buf[head_end..]);
+    let mut up = TcpStream::connect(upstream)?;
+    up.set_read_timeout(Some(Duration::from_secs(60)))?;
+    up.write_all(&fwd)?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    client.write_all(&resp)?;
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(resp.len(), |p| p + 4);
+    let chunked = String::from_utf8_lossy(&resp[..split])
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(&resp[split..]).unwrap_or_default()
+    } else {
+        resp[split..].to_vec()
+    };
+    log.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Exchange {
+            request_line: head.lines().next().unwrap_or("").to_string(),
+            request_body: buf[head_end..].to_vec(),
+            response_body: body,
+        });
+    Ok(())
+}
+
+/// Decode any audio file ffmpeg reads to mono f32 at `rate`.
+pub fn ffmpeg_decode_mono(path: &Path, rate: u32) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-ac", "1", "-ar", &rate.to_string(), "-f", "f32le", "-"])
+        .output()
+        .expect("run ffmpeg");
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Best normalized cross-correlation of `clip` inside `signal`: (score in [-1, 1], offset).
+/// Brute force over a decimated copy, then refined at full rate around the best coarse lag.
+pub fn find_clip(signal: &[f32], clip: &[f32]) -> (f32, usize) {
+    if clip.is_empty() || signal.len() < clip.len() {
+        return (0.0, 0);
+    }
+    let ncc = |sig: &[f32], c: &[f32], lag: usize| -> f32 {
+        let w = &sig[lag..lag + c.len()];
+        let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+        for (a, b) in w.iter().zip(c) {
+            xy += (*a as f64) * (*b as f64);
+            xx += (*a as f64) * (*a as f64);
+            yy += (*b as f64) * (*b as f64);
+        }
+        if xx == 0.0 || yy == 0.0 {
+            0.0
+        } else {
+            (xy / (xx * yy).sqrt()) as f32
+        }
+    };
+    // Coarse pass: decimate by 4 (the clips are speech; 4 kHz of band at 16 kHz input is plenty).
+    let dec =
+        |x: &[f32]| -> Vec<f32> { x.chunks(4).map(|c| c.iter().sum::<f32>() / 4.0).collect() };
+    let (ds, dc) = (dec(signal), dec(clip));
+    let mut best = (f32::MIN, 0usize);
+    for lag in 0..=ds.len().saturating_sub(dc.len()) {
+        let s = ncc(&ds, &dc, lag);
+        if s > best.0 {
+            best = (s, lag);
+        }
+    }
+    let center = best.1 * 4;
+    let mut fine = (f32::MIN, center);
+    for lag in center.saturating_sub(8)..=(center + 8).min(signal.len() - clip.len()) {
+        let s = ncc(signal, clip, lag);
+        if s > fine.0 {
+            fine = (s, lag);
+        }
+    }
+    fine
 }

@@ -133,7 +133,14 @@ fn fetch_all(edge: &Proc, origin: &Proc, extra_query: &str) -> Fetched {
     let durations: Vec<f64> = text
         .lines()
         .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .map(|d| d.split(',').next().unwrap_or("0").trim().parse().unwrap_or(0.0))
+        .map(|d| {
+            d.split(',')
+                .next()
+                .unwrap_or("0")
+                .trim()
+                .parse()
+                .unwrap_or(0.0)
+        })
         .collect();
     let mut start = 0.0;
     let mut segments = Vec::new();
@@ -144,7 +151,11 @@ fn fetch_all(edge: &Proc, origin: &Proc, extra_query: &str) -> Fetched {
         segments.push((source, dubbed, start));
         start += durations.get(i).copied().unwrap_or(0.0);
     }
-    Fetched { source_init, dubbed_init: dubbed_init.body, segments }
+    Fetched {
+        source_init,
+        dubbed_init: dubbed_init.body,
+        segments,
+    }
 }
 
 #[test]
@@ -159,7 +170,15 @@ fn vod_stream_is_dubbed_in_sync() {
 
     // The master keeps the English rendition (DEFAULT=NO now) and gains the Spanish dub.
     let src = format!("{}/vod/master.m3u8", origin.base());
-    let m = get(&format!("{}/dub/es/index.m3u8?src={}", edge.base(), encode_query(&src)), T).unwrap();
+    let m = get(
+        &format!(
+            "{}/dub/es/index.m3u8?src={}",
+            edge.base(),
+            encode_query(&src)
+        ),
+        T,
+    )
+    .unwrap();
     let master = m.text();
     let added: Vec<&str> = master
         .lines()
@@ -184,7 +203,10 @@ fn vod_stream_is_dubbed_in_sync() {
     assert!(variant.starts_with(&origin.base()), "variant {variant}");
 
     let f = fetch_all(&edge, &origin, "");
-    assert_eq!(f.source_init, f.dubbed_init, "init segment must pass through byte-identical");
+    assert_eq!(
+        f.source_init, f.dubbed_init,
+        "init segment must pass through byte-identical"
+    );
     let mut concat = f.dubbed_init.clone();
     let mut dubbed_count = 0;
     for (i, (source, dubbed, _)) in f.segments.iter().enumerate() {
@@ -198,7 +220,11 @@ fn vod_stream_is_dubbed_in_sync() {
         assert!(dubbed.header("server-timing").is_some());
         let a = dub_media::open_segment(&f.source_init, source).expect("source parses");
         let b = dub_media::open_segment(&f.dubbed_init, &dubbed.body).expect("dub parses");
-        assert_eq!(a.timing(), b.timing(), "segment {i}: decode times and frame count");
+        assert_eq!(
+            a.timing(),
+            b.timing(),
+            "segment {i}: decode times and frame count"
+        );
         if rung == "dub" {
             dubbed_count += 1;
             assert_ne!(source, &dubbed.body);
@@ -209,7 +235,11 @@ fn vod_stream_is_dubbed_in_sync() {
     }
     // Every segment where the source speaks is dubbed.
     let speech_segments = {
-        let mut v: Vec<usize> = sample().sentences.iter().map(|(s, _)| (*s / 6.0) as usize).collect();
+        let mut v: Vec<usize> = sample()
+            .sentences
+            .iter()
+            .map(|(s, _)| (*s / 6.0) as usize)
+            .collect();
         v.dedup();
         v.len()
     };
@@ -235,7 +265,13 @@ fn dubbed_utterances_start_where_the_source_speaks() {
     let mut pcm = Vec::new();
     let mut rate = 48000;
     let mut channels = 2;
-    for (_, dubbed, _) in &f.segments {
+    for (i, (_, dubbed, _)) in f.segments.iter().enumerate() {
+        eprintln!(
+            "segment {i}: rung={:?} fallback={:?} timing={:?}",
+            dubbed.header("x-dub-rung"),
+            dubbed.header("x-dub-fallback"),
+            dubbed.header("x-dub-timing")
+        );
         let seg = dub_media::open_segment(&f.dubbed_init, &dubbed.body).expect("parses");
         let p = dub_media::decode_audio(&seg).expect("decodes");
         rate = p.sample_rate;
@@ -270,9 +306,15 @@ fn assert_all_fall_back(vars: Vec<(&'static str, String)>, deadline: Duration) {
     let f = fetch_all(&edge, &origin, "");
     for (i, (source, dubbed, _)) in f.segments.iter().enumerate() {
         assert_eq!(dubbed.status, 200);
-        assert_eq!(source, &dubbed.body, "segment {i} must be the original, byte-identical");
+        assert_eq!(
+            source, &dubbed.body,
+            "segment {i} must be the original, byte-identical"
+        );
         assert_eq!(dubbed.header("x-dub-rung"), Some("original"), "segment {i}");
-        assert!(dubbed.header("x-dub-fallback").is_some(), "segment {i} names its fallback");
+        assert!(
+            dubbed.header("x-dub-fallback").is_some(),
+            "segment {i} names its fallback"
+        );
         assert!(
             dubbed.elapsed <= deadline + Duration::from_millis(700),
             "segment {i} took {:?}, deadline {deadline:?}",
@@ -316,30 +358,138 @@ fn unsigned_refs_and_foreign_origins_are_refused_without_outbound_calls() {
     let edge = edge(&vars);
 
     let src = format!("http://{foreign}/master.m3u8");
-    let r = get(&format!("{}/dub/es/index.m3u8?src={}", edge.base(), encode_query(&src)), T).unwrap();
-    assert!((400..500).contains(&r.status), "foreign origin: {}", r.status);
+    let r = get(
+        &format!(
+            "{}/dub/es/index.m3u8?src={}",
+            edge.base(),
+            encode_query(&src)
+        ),
+        T,
+    )
+    .unwrap();
+    assert!(
+        (400..500).contains(&r.status),
+        "foreign origin: {}",
+        r.status
+    );
     assert!(r.text().len() < 200, "short message only");
 
     // A real signed segment URL, then the same with its ref tampered.
     let good = format!("{}/vod/master.m3u8", origin.base());
-    let m = get(&format!("{}/dub/es/index.m3u8?src={}", edge.base(), encode_query(&good)), T).unwrap();
+    let m = get(
+        &format!(
+            "{}/dub/es/index.m3u8?src={}",
+            edge.base(),
+            encode_query(&good)
+        ),
+        T,
+    )
+    .unwrap();
     assert_eq!(m.status, 200);
     let media_url = dubbed_rendition(&edge.base(), &m.text());
     let p = get(&media_url, T).unwrap().text();
-    let seg = segment_uris(&media_url, &p).into_iter().next().expect("a segment");
+    let seg = segment_uris(&media_url, &p)
+        .into_iter()
+        .next()
+        .expect("a segment");
     let i = seg.rfind('/').expect("slash") + 5;
     let mut tampered = seg.clone().into_bytes();
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let before = get(&format!("{}/stats", origin.base()), T).map(|r| r.text()).ok();
+    let stats = || -> Option<serde_json::Value> {
+        let r = get(&format!("{}/stats", origin.base()), T).ok()?;
+        let mut v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        // The counter counts /stats itself: leave it out.
+        v.as_object_mut()?.remove("/stats");
+        Some(v)
+    };
+    let before = stats();
     let r = get(&tampered, T).unwrap();
     assert!((400..500).contains(&r.status), "tampered ref: {}", r.status);
     let r2 = get(&format!("{}/dub/es/s/not-a-ref.m4s", edge.base()), T).unwrap();
-    assert!((400..500).contains(&r2.status), "garbage ref: {}", r2.status);
-    let after = get(&format!("{}/stats", origin.base()), T).map(|r| r.text()).ok();
-    if let (Some(b), Some(a)) = (before, after) {
-        // /stats counts every request except itself.
-        assert_eq!(b, a, "refused refs made no request to the origin");
-    }
+    assert!(
+        (400..500).contains(&r2.status),
+        "garbage ref: {}",
+        r2.status
+    );
+    let after = stats();
+    assert!(before.is_some(), "origin /stats answers");
+    assert_eq!(before, after, "refused refs made no request to the origin");
     assert_eq!(foreign_count.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// The demo path: a live sliding-window origin, dubbed, recorded by ffmpeg as a player would.
+/// The recording must hold the Spanish synthetic speech itself: every clip the TTS service
+/// returned (captured by a recording proxy in front of it) is found in the recorded audio.
+#[test]
+fn live_stream_recorded_by_ffmpeg_contains_the_synthetic_speech() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let origin = origin();
+    let speech = speech();
+    let (tts_proxy, exchanges) = recording_proxy(speech.addr);
+    let mut vars = speech_vars(&speech.base());
+    vars.retain(|(k, _)| *k != "tts_url");
+    vars.push(("tts_url", format!("http://{tts_proxy}")));
+    let edge = edge(&vars);
+
+    let src = format!("{}/live/master.m3u8", origin.base());
+    let url = format!(
+        "{}/dub/es/index.m3u8?src={}",
+        edge.base(),
+        encode_query(&src)
+    );
+    let master = get(&url, T).expect("live master").text();
+    let dubbed = dubbed_rendition(&edge.base(), &master);
+    let media = get(&dubbed, T).expect("live media playlist");
+    assert_eq!(media.status, 200);
+    assert!(!media.text().contains("#EXT-X-ENDLIST"), "live stays live");
+    assert_eq!(media.header("cache-control"), Some("public, max-age=1"));
+
+    let dir = temp_dir("live");
+    let out = dir.join("dubbed.m4a");
+    // What a viewer's player does: open the dubbed master, pick the Spanish rendition.
+    let rec = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", &url])
+        .args(["-map", "0:a:m:language:es", "-t", "30", "-c", "copy", "-y"])
+        .arg(&out)
+        .output()
+        .expect("run ffmpeg");
+    let errors = String::from_utf8_lossy(&rec.stderr);
+    assert!(rec.status.success(), "ffmpeg failed: {errors}");
+    assert!(errors.trim().is_empty(), "ffmpeg printed errors:\n{errors}");
+    let recorded = ffmpeg_decode_mono(&out, 16000);
+    let secs = recorded.len() as f64 / 16000.0;
+    assert!(secs >= 29.0, "recorded {secs:.1} s");
+
+    let clips: Vec<Vec<u8>> = exchanges
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|x| x.request_line.starts_with("POST /v1/audio/speech"))
+        .map(|x| x.response_body.clone())
+        .collect();
+    assert!(!clips.is_empty(), "the dub synthesized speech");
+    let mut found = 0;
+    for (i, wav) in clips.iter().enumerate() {
+        let p = dir.join(format!("tts{i}.wav"));
+        std::fs::write(&p, wav).expect("write clip");
+        let clip = ffmpeg_decode_mono(&p, 16000);
+        // Compare the first 1.5 s: a clip may be cut at the end of its segment.
+        let clip = &clip[..clip.len().min(24000)];
+        let (score, at) = find_clip(&recorded, clip);
+        eprintln!(
+            "tts clip {i}: best match {score:.2} at {:.2} s",
+            at as f64 / 16000.0
+        );
+        if score > 0.6 {
+            found += 1;
+        }
+    }
+    // Segments synthesized before or after the recorded window are not in it; every segment of
+    // the window carries one sentence, so most clips must be found.
+    assert!(
+        found >= 4.min(clips.len()),
+        "only {found} of {} synthesized clips are in the recording",
+        clips.len()
+    );
 }

@@ -26,6 +26,32 @@ pub struct WasiHttp;
 
 impl HttpClient for WasiHttp {
     fn send(&self, req: &HttpRequest, limits: &FetchLimits) -> Result<HttpResponse, HttpError> {
+        let result = self.send_inner(req, limits);
+        if let Err(e) = &result {
+            // Operators need to see failing origins and providers. Log scheme, host and path
+            // only: queries can carry tokens, and request headers (keys) are never logged.
+            let place = url::Url::parse(&req.url)
+                .map(|u| {
+                    format!(
+                        "{}://{}{}",
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.path()
+                    )
+                })
+                .unwrap_or_else(|_| "(invalid URL)".into());
+            eprintln!("dub-edge: outbound {:?} {place}: {e}", req.method);
+        }
+        result
+    }
+}
+
+impl WasiHttp {
+    fn send_inner(
+        &self,
+        req: &HttpRequest,
+        limits: &FetchLimits,
+    ) -> Result<HttpResponse, HttpError> {
         let remaining = limits.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(HttpError::Timeout);
@@ -83,20 +109,36 @@ impl HttpClient for WasiHttp {
             .body()
             .map_err(|()| HttpError::Other("request body unavailable".into()))?;
         let future = outgoing_handler::handle(request, Some(options)).map_err(map_error)?;
-        // Write the body after `handle`, so the host is already draining it.
-        {
+        // Write the body after `handle`, so the host is already draining it. An empty body is
+        // not touched at all: the server may answer a GET and close before a flush would land,
+        // and that must not fail the request.
+        let written = if req.body.is_empty() {
+            Ok(())
+        } else {
             let stream = body
                 .write()
                 .map_err(|()| HttpError::Other("request body unavailable".into()))?;
-            write_all(&stream, &req.body, deadline)?;
-        }
-        OutgoingBody::finish(body, None).map_err(map_error)?;
+            write_all(&stream, &req.body, deadline)
+        };
+        let finished = OutgoingBody::finish(body, None).map_err(map_error);
 
+        // A server may answer early (e.g. an error before reading the whole upload): take its
+        // response if it has one, else report the write failure.
         let response = loop {
             if let Some(r) = future.get() {
                 break r
                     .map_err(|()| HttpError::Other("response already taken".into()))?
                     .map_err(map_error)?;
+            }
+            if let Some(e) = written.as_ref().err().or(finished.as_ref().err()) {
+                // Give an early response a moment to arrive, bounded by the deadline.
+                let grace = monotonic_clock::now()
+                    .saturating_add(50_000_000)
+                    .min(deadline);
+                if wait(&future.subscribe(), grace).is_err() {
+                    return Err(e.clone());
+                }
+                continue;
             }
             wait(&future.subscribe(), deadline)?;
         };

@@ -273,9 +273,13 @@ fn fetch(
             status: 404,
             message: "segment not found at origin",
         }),
-        _ => Err(OriginFailure {
-            status: 502,
-            message: "origin returned an error",
+        status => Err({
+            // Operators need to see this; the client only gets the short message.
+            eprintln!("dub-edge: origin answered {status} for a segment or init fetch");
+            OriginFailure {
+                status: 502,
+                message: "origin returned an error",
+            }
         }),
     }
 }
