@@ -35,14 +35,20 @@ wait_for "http://$EDGE/healthz"
 SRC="http://$ORIGIN/live/master.m3u8"
 ENC=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1],safe=""))' "$SRC")
 URL="http://$EDGE/dub/es/index.m3u8?src=$ENC"
+# The dubbed audio rendition's own playlist, for tools that take one stream.
+REND=$(curl -fsS "$URL" | grep '^#EXT-X-MEDIA:.*LANGUAGE="es"' | sed -n 's/.*URI="\([^"]*\)".*/\1/p' | head -1)
+AUDIO_URL="http://$EDGE$REND"
 cat <<MSG
 
   dub-edge demo is running (logs in $OUT/).
-  Source (live, English):   $SRC
-  Dubbed (Spanish AI dub):  $URL
+  Source (live, English):      $SRC
+  Dubbed master (any player):  $URL
+  Dubbed Spanish audio only:   $AUDIO_URL
 
-  Record 30 s of the dubbed stream:
-    ffmpeg -i '$URL' -t 30 -map 0:a -c copy dubbed.mp4
+  Record 30 s of the dubbed audio:
+    ffmpeg -i '$AUDIO_URL' -t 30 -c copy dubbed.m4a
+  or from the master, picking the Spanish rendition:
+    ffmpeg -http_persistent 0 -i '$URL' -map 0:a:m:language:es -t 30 -c copy dubbed.m4a
 
   Play it:  ffplay '$URL'   (or open it in any HLS player)
   Ctrl-C stops everything.

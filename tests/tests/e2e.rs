@@ -447,10 +447,10 @@ fn live_stream_recorded_by_ffmpeg_contains_the_synthetic_speech() {
 
     let dir = temp_dir("live");
     let out = dir.join("dubbed.m4a");
-    // What a viewer's player does: open the dubbed master, pick the Spanish rendition.
+    // The command `make demo` prints: ffmpeg on the dubbed rendition's playlist, live.
     let rec = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i", &url])
-        .args(["-map", "0:a:m:language:es", "-t", "30", "-c", "copy", "-y"])
+        .args(["-nostdin", "-v", "error", "-i", &dubbed])
+        .args(["-t", "30", "-c", "copy", "-y"])
         .arg(&out)
         .output()
         .expect("run ffmpeg");
