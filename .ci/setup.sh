@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pair in ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng sox:sox \
+for pair in ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng sox:sox curl:curl \
             pocketsphinx_continuous:pocketsphinx apertium:apertium; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
