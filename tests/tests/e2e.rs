@@ -71,10 +71,14 @@ fn speech() -> Proc {
 
 /// dubhost serving the repository's spin.toml, with variables overridden the way Spin does it.
 fn edge(vars: &[(&str, String)]) -> Proc {
+    edge_with_manifest(&artifacts().repo.join("spin.toml"), vars)
+}
+
+fn edge_with_manifest(manifest: &std::path::Path, vars: &[(&str, String)]) -> Proc {
     let a = artifacts();
     let mut c = Command::new(&a.dubhost);
     c.args(["serve", "--manifest"])
-        .arg(a.repo.join("spin.toml"))
+        .arg(manifest)
         .args(["--listen", "127.0.0.1:0"]);
     for (k, v) in vars {
         c.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
@@ -492,4 +496,74 @@ fn live_stream_recorded_by_ffmpeg_contains_the_synthetic_speech() {
         "only {found} of {} synthesized clips are in the recording",
         clips.len()
     );
+}
+
+/// What Spin does with `[component.edge.dependencies]`: compose the media component into the
+/// edge component, so `dub:media` runs as WebAssembly instead of natively. The composed
+/// component imports no `dub:media` at all; dubhost runs it like any Spin HTTP component and it
+/// must dub the VOD stream with the same timing guarantees.
+#[test]
+fn composed_component_dubs_with_the_wasm_media_component() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = artifacts();
+    let dir = temp_dir("composed");
+    // `wasm-tools compose` names the dependency after the file stem, which must be kebab-case.
+    std::fs::copy(a.repo.join("build/dub_media.wasm"), dir.join("media.wasm")).expect("copy");
+    std::fs::copy(a.repo.join("build/dub_edge.wasm"), dir.join("edge.wasm")).expect("copy");
+    let out = Command::new("wasm-tools")
+        .current_dir(&dir)
+        .args([
+            "compose",
+            "edge.wasm",
+            "-d",
+            "media.wasm",
+            "-o",
+            "composed.wasm",
+        ])
+        .output()
+        .expect("wasm-tools");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wit = Command::new("wasm-tools")
+        .args(["component", "wit"])
+        .arg(dir.join("composed.wasm"))
+        .output()
+        .expect("wasm-tools");
+    let wit = String::from_utf8_lossy(&wit.stdout);
+    assert!(
+        !wit.contains("dub:media"),
+        "composition left dub:media imports:\n{wit}"
+    );
+    assert!(wit.contains("export wasi:http/incoming-handler@0.2.0;"));
+
+    let manifest = std::fs::read_to_string(a.repo.join("spin.toml"))
+        .expect("spin.toml")
+        .replace(
+            "source = \"build/dub_edge.wasm\"",
+            "source = \"composed.wasm\"",
+        );
+    assert!(manifest.contains("composed.wasm"));
+    std::fs::write(dir.join("spin.toml"), manifest).expect("manifest");
+
+    let origin = origin();
+    let speech = speech();
+    let mut vars = speech_vars(&speech.base());
+    vars.push(("deadline_min_ms", "30000".into()));
+    let edge = edge_with_manifest(&dir.join("spin.toml"), &vars);
+    let f = fetch_all(&edge, &origin, "");
+    assert_eq!(f.source_init, f.dubbed_init);
+    for (i, (source, dubbed, _)) in f.segments.iter().enumerate() {
+        eprintln!(
+            "composed segment {i}: rung={:?} server-timing={:?}",
+            dubbed.header("x-dub-rung"),
+            dubbed.header("server-timing")
+        );
+        assert_eq!(dubbed.header("x-dub-rung"), Some("dub"), "segment {i}");
+        let a = dub_media::open_segment(&f.source_init, source).expect("source parses");
+        let b = dub_media::open_segment(&f.dubbed_init, &dubbed.body).expect("dub parses");
+        assert_eq!(a.timing(), b.timing(), "segment {i}");
+    }
 }
