@@ -293,6 +293,7 @@ impl remux::Host for MediaView<'_> {
         seg: Resource<SegmentRes>,
         audio: Resource<Pcm>,
         priming: Option<Resource<Pcm>>,
+        lookahead: Option<Resource<Pcm>>,
     ) -> wasmtime::Result<Result<Vec<u8>, MediaError>> {
         let seg = &self.table.get(&seg)?.seg;
         let audio = self.table.get(&audio)?;
@@ -300,7 +301,14 @@ impl remux::Host for MediaView<'_> {
             Some(p) => Some(self.table.get(p)?),
             None => None,
         };
-        Ok(dub_media::remux_audio(seg, audio, priming).map_err(to_wit_error))
+        let lookahead = match &lookahead {
+            Some(p) => Some(self.table.get(p)?),
+            None => None,
+        };
+        Ok(
+            dub_media::remux_audio_with_lookahead(seg, audio, priming, lookahead)
+                .map_err(to_wit_error),
+        )
     }
 }
 

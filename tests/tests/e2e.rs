@@ -232,6 +232,13 @@ fn vod_stream_is_dubbed_in_sync() {
         if rung == "dub" {
             dubbed_count += 1;
             assert_ne!(source, &dubbed.body);
+            // Every VOD segment has a neighbour: its edge is fetched for a seamless join.
+            assert!(
+                dubbed
+                    .header("server-timing")
+                    .is_some_and(|t| t.contains("join;dur=")),
+                "segment {i}: no join stage"
+            );
         } else {
             assert_eq!(source, &dubbed.body, "a fallback serves the original bytes");
         }

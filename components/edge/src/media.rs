@@ -121,7 +121,8 @@ impl MediaEngine for WitMedia {
         seg: &Self::Segment,
         audio: &Self::Pcm,
         priming: Option<&Self::Pcm>,
+        lookahead: Option<&Self::Pcm>,
     ) -> Result<Vec<u8>, MediaError> {
-        remux::remux_audio(seg, audio, priming).map_err(err)
+        remux::remux_audio(seg, audio, priming, lookahead).map_err(err)
     }
 }

@@ -199,14 +199,7 @@ pub fn remux_audio_with_lookahead(
         .samples
         .resize(frames * aac::FRAME * usize::from(t.channels), 0.0);
 
-    // Match the source's average bitrate, within what the encoder accepts.
-    let bytes: u64 = seg.parsed.samples.iter().map(|s| s.size as u64).sum();
-    let src_bps = bytes * 8 * u64::from(t.sample_rate) / (frames as u64 * aac::FRAME as u64);
-    let floor = 32_000 * u64::from(t.channels);
-    let bps = src_bps
-        .max(floor)
-        .min(u64::from(aac::max_bitrate(t.sample_rate, t.channels)) * 9 / 10) as u32;
-
+    let bps = encode_bitrate(seg);
     let aus = aac::encode_aligned(&padded, priming, lookahead, frames, bps)?;
     let durations = seg.sample_durations();
     let styp = seg.parsed.styp.and_then(|(s, e)| seg.media.get(s..e));
@@ -243,6 +236,19 @@ pub fn remux_audio_with_lookahead(
         others,
         audio_index: seg.parsed.audio_traf_index,
     })
+}
+
+/// The encoder bitrate for a segment: the source's average bitrate, within what the encoder
+/// accepts (a pure function of the segment, so re-encodes are deterministic).
+fn encode_bitrate(seg: &Segment) -> u32 {
+    let t = &seg.track;
+    let frames = seg.parsed.samples.len().max(1) as u64;
+    let bytes: u64 = seg.parsed.samples.iter().map(|s| s.size as u64).sum();
+    let src_bps = bytes * 8 * u64::from(t.sample_rate) / (frames * aac::FRAME as u64);
+    let floor = 32_000 * u64::from(t.channels);
+    src_bps
+        .max(floor)
+        .min(u64::from(aac::max_bitrate(t.sample_rate, t.channels)) * 9 / 10) as u32
 }
 
 #[cfg(test)]

@@ -118,11 +118,14 @@ pub trait MediaEngine {
         voices: &[Placement<'_, Self::Pcm>],
         opts: MixOptions,
     ) -> Result<Self::Pcm, MediaError>;
-    /// Encode and write the dubbed segment.
+    /// Encode and write the dubbed segment. `priming` is PCM just before the segment (the previous
+    /// segment's tail) and `lookahead` PCM just after it (the next segment's head, 1024 frames
+    /// used): with both, per-segment encodes join seamlessly. Neither is emitted.
     fn remux_audio(
         &self,
         seg: &Self::Segment,
         audio: &Self::Pcm,
         priming: Option<&Self::Pcm>,
+        lookahead: Option<&Self::Pcm>,
     ) -> Result<Vec<u8>, MediaError>;
 }

@@ -8,7 +8,17 @@
 //!   `x-dub-timing: start_err_ms=<max |placed-source| start, ms, 1 dp>;speeds=<s1,s2,… 2 dp>;
 //!   overflow_ms=<speech colliding with the next voice or cut at the segment end, integer ms>`;
 //! - always `server-timing: fetch;dur=12.3, validate;dur=0.4, …` (ms, one decimal, stages that ran,
-//!   in pipeline order: fetch, validate, decode, resample, stt, mt, tts, mix, encode).
+//!   in pipeline order: fetch, validate, decode, resample, stt, mt, tts, mix, join, encode; `join`
+//!   is fetching and decoding the neighbouring segments' edges for a seamless join).
+//!
+//! Joins: a segment is encoded on its own, with the previous segment's last [`JOIN_FRAMES`] PCM
+//! frames as encoder priming and the next segment's first [`JOIN_FRAMES`] as lookahead (the
+//! last AAC window reaches into it), so consecutive segments dubbed independently decode as one
+//! continuous stream (measured in dub-media's `segment_by_segment_matches_continuous_encode`:
+//! join SNR 24.2 dB vs 24.4 dB over the whole signal; 9.5 dB at the join without lookahead).
+//! The neighbours' edges are their *original* audio: where a dub changes the audio right at a
+//! join, the join is approximated there. Everything is deterministic: the same inputs (segment,
+//! neighbours, provider answers) give byte-identical output.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -16,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::http::{FetchLimits, HttpClient, HttpError, HttpRequest, Method};
 use crate::media::{Background, MediaEngine, MediaError, MixOptions, Placement};
-use crate::providers::{ProviderError, Utterance, apy, openai_stt, openai_tts};
+use crate::providers::{self, ProviderError, Utterance};
 
 /// Everything needed to dub one segment; decoded from a signed ref by the router.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +37,8 @@ pub struct SegmentJob {
     pub init_url: String,
     /// Absolute URL of the previous segment, if any (context / encoder priming).
     pub prev_url: Option<String>,
+    /// Absolute URL of the next segment, if any (encoder lookahead for a seamless join).
+    pub next_url: Option<String>,
     /// EXTINF duration in seconds.
     pub duration: f64,
     /// Target language (ISO 639-1, e.g. "es").
@@ -66,6 +78,9 @@ pub const STT_RATE: u32 = 16_000;
 pub const LAST_SLOT_SLACK_S: f64 = 0.5;
 /// Largest speed-up applied to fit an utterance in its slot.
 pub const MAX_SPEED: f64 = 1.25;
+/// PCM frames taken from each neighbouring segment for the join (one AAC frame: what the
+/// encoder's first and last windows overlap).
+pub const JOIN_FRAMES: u64 = 1024;
 
 /// Pipeline stages, in `Server-Timing` order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,10 +93,11 @@ enum Stage {
     Mt,
     Tts,
     Mix,
+    Join,
     Encode,
 }
 
-const STAGES: [(Stage, &str); 9] = [
+const STAGES: [(Stage, &str); 10] = [
     (Stage::Fetch, "fetch"),
     (Stage::Validate, "validate"),
     (Stage::Decode, "decode"),
@@ -90,13 +106,14 @@ const STAGES: [(Stage, &str); 9] = [
     (Stage::Mt, "mt"),
     (Stage::Tts, "tts"),
     (Stage::Mix, "mix"),
+    (Stage::Join, "join"),
     (Stage::Encode, "encode"),
 ];
 
 /// Accumulated wall time per stage; only stages that ran appear in the header.
 #[derive(Default)]
 struct Timings {
-    spent: [Option<Duration>; 9],
+    spent: [Option<Duration>; 10],
 }
 
 impl Timings {
@@ -289,7 +306,8 @@ fn fetch(
 /// Responses: a dub (`x-dub-rung: dub`), the original segment byte-identical with
 /// `x-dub-rung: original` and `x-dub-fallback: <reason>`, or a short text error when the origin
 /// failed (404 when it has no such segment, else 502). Every response carries
-/// `server-timing`. Encoder priming from `job.prev_url` is not used yet (always `None`).
+/// `server-timing`. The neighbours (`job.prev_url`, `job.next_url`) are only used for the join:
+/// when one cannot be fetched or decoded in time, that side of the join is approximated.
 pub fn dub_segment<H: HttpClient, M: MediaEngine>(
     http: &H,
     media: &M,
@@ -413,7 +431,7 @@ fn dub<H: HttpClient, M: MediaEngine>(
     ensure_time(deadline, MIN_CALL_TIME)?;
     let transcript = t
         .time(Stage::Stt, || {
-            openai_stt::transcribe(http, cfg, &stt_wav, deadline)
+            providers::transcribe(http, cfg, &stt_wav, deadline)
         })
         .map_err(|e| Fallback::from_provider(&e, Fallback::Stt))?;
     let mut utterances: Vec<Utterance> = transcript
@@ -427,13 +445,12 @@ fn dub<H: HttpClient, M: MediaEngine>(
     }
 
     let translate = !cfg.source_lang.eq_ignore_ascii_case(&job.lang);
-    let voice_name = openai_tts::voice_for(cfg, &job.lang);
     let mut voices: Vec<Voice<M::Pcm>> = Vec::with_capacity(utterances.len());
     for u in &utterances {
         let text = if translate {
             ensure_time(deadline, MIN_CALL_TIME)?;
             t.time(Stage::Mt, || {
-                apy::translate(http, cfg, &u.text, &cfg.source_lang, &job.lang, deadline)
+                providers::translate(http, cfg, &u.text, &cfg.source_lang, &job.lang, deadline)
             })
             .map_err(|e| Fallback::from_provider(&e, Fallback::Mt))?
         } else {
@@ -445,7 +462,7 @@ fn dub<H: HttpClient, M: MediaEngine>(
         ensure_time(deadline, MIN_CALL_TIME)?;
         let pcm = t
             .time(Stage::Tts, || {
-                let wav = openai_tts::synthesize(http, cfg, &text, &voice_name, deadline)?;
+                let wav = providers::synthesize(http, cfg, &text, &job.lang, deadline)?;
                 media
                     .pcm_from_wav(&wav)
                     .map_err(|_| ProviderError::BadResponse("unreadable WAV".into()))
@@ -492,9 +509,18 @@ fn dub<H: HttpClient, M: MediaEngine>(
         .time(Stage::Mix, || media.mix(&background, &placements, opts))
         .map_err(|_| Fallback::Media)?;
     ensure_time(deadline, Duration::ZERO)?;
-    // TODO(priming): fetch job.prev_url and pass its PCM tail for seamless joins.
+    let (priming, lookahead) = if job.prev_url.is_some() || job.next_url.is_some() {
+        t.time(Stage::Join, || {
+            join_edges(http, media, job, init, &seg, deadline)
+        })
+    } else {
+        (None, None)
+    };
+    ensure_time(deadline, Duration::ZERO)?;
     let body = t
-        .time(Stage::Encode, || media.remux_audio(&seg, &mixed, None))
+        .time(Stage::Encode, || {
+            media.remux_audio(&seg, &mixed, priming.as_ref(), lookahead.as_ref())
+        })
         .map_err(|e| Fallback::from_media(&e))?;
 
     let speeds: Vec<String> = aligned.iter().map(|a| format!("{:.2}", a.speed)).collect();
@@ -508,6 +534,65 @@ fn dub<H: HttpClient, M: MediaEngine>(
             (stats.overflow_s * 1000.0).round() as u64
         ),
     })
+}
+
+/// The previous segment's last and the next segment's first [`JOIN_FRAMES`] PCM frames, for
+/// encoder priming and lookahead. Each side is best effort: a neighbour that cannot be fetched
+/// (same size cap as the segment, within the origin deadline), is not a valid segment under the
+/// same init, is not contiguous in decode time, or does not fit in half the time left before the
+/// deadline (the encode needs the rest) is `None`, and never costs the dub.
+fn join_edges<H: HttpClient, M: MediaEngine>(
+    http: &H,
+    media: &M,
+    job: &SegmentJob,
+    init: &[u8],
+    seg: &M::Segment,
+    deadline: Instant,
+) -> (Option<M::Pcm>, Option<M::Pcm>) {
+    let now = Instant::now();
+    let budget_end = now + deadline.saturating_duration_since(now) / 2;
+    let fetch_deadline = job
+        .started
+        .checked_add(ORIGIN_DEADLINE)
+        .map_or(budget_end, |d| d.min(budget_end));
+    let track = media.track(seg);
+    let timing = media.timing(seg);
+    let edge = |url: Option<&str>, is_prev: bool| -> Option<M::Pcm> {
+        let url = url?;
+        ensure_time(budget_end, MIN_CALL_TIME).ok()?;
+        let (bytes, _) = fetch(http, url, fetch_deadline, MAX_SEGMENT).ok()?;
+        ensure_time(budget_end, Duration::ZERO).ok()?;
+        let other = media.open_segment(init, &bytes).ok()?;
+        let (ot, tt) = (media.timing(&other), timing);
+        let contiguous = if is_prev {
+            ot.base_decode_time.checked_add(ot.duration) == Some(tt.base_decode_time)
+        } else {
+            tt.base_decode_time.checked_add(tt.duration) == Some(ot.base_decode_time)
+        };
+        if !contiguous || media.track(&other) != track {
+            return None;
+        }
+        let mut pcm = media.decode_audio(&other).ok()?;
+        if media.pcm_rate(&pcm) != track.sample_rate {
+            pcm = media
+                .resample(&pcm, track.sample_rate, track.channels)
+                .ok()?;
+        }
+        let n = media.pcm_frames(&pcm);
+        if n == 0 {
+            return None;
+        }
+        let start = if is_prev {
+            n.saturating_sub(JOIN_FRAMES)
+        } else {
+            0
+        };
+        Some(media.pcm_slice(&pcm, start, JOIN_FRAMES))
+    };
+    (
+        edge(job.prev_url.as_deref(), true),
+        edge(job.next_url.as_deref(), false),
+    )
 }
 
 /// Where and how fast one voice is placed.
@@ -663,8 +748,9 @@ mod tests {
             seg: &Self::Segment,
             audio: &Self::Pcm,
             priming: Option<&Self::Pcm>,
+            lookahead: Option<&Self::Pcm>,
         ) -> Result<Vec<u8>, MediaError> {
-            dub_media::remux_audio(seg, audio, priming).map_err(media_err)
+            dub_media::remux_audio_with_lookahead(seg, audio, priming, lookahead).map_err(media_err)
         }
     }
 
@@ -838,6 +924,7 @@ mod tests {
             segment_url: format!("{}/seg.mp4", origin.url()),
             init_url: format!("{}/init.mp4", origin.url()),
             prev_url: None,
+            next_url: None,
             duration: 10.0,
             lang: "es".into(),
             background,
@@ -1306,6 +1393,83 @@ mod tests {
         assert_original(&resp, "tts-error");
         assert_eq!(mp3.request_count(), 1, "no retry outside the budget");
         assert_eq!(r.mt.request_count(), 1);
+    }
+
+    const CLEAR_INIT: &str = "hls-fmp4/shaka-clear-encrypted-hls/audio-init-clear.mp4";
+
+    /// An origin serving the clear stream's init and its two consecutive segments.
+    fn clear_origin() -> TestServer {
+        let dir = "hls-fmp4/shaka-clear-encrypted-hls";
+        let init = corpus(CLEAR_INIT);
+        let s1 = corpus(&format!("{dir}/audio-s1.mp4"));
+        let s2 = corpus(&format!("{dir}/audio-s2.mp4"));
+        TestServer::start(move |req| match req.path.as_str() {
+            "/init.mp4" => Reply::bytes(200, "video/mp4", init.clone()),
+            "/s1.mp4" => Reply::bytes(200, "video/mp4", s1.clone()),
+            "/s2.mp4" => Reply::bytes(200, "video/mp4", s2.clone()),
+            _ => Reply::text(404, "no such file"),
+        })
+    }
+
+    /// Segments dubbed independently use their neighbours' edges for the join (`join` in
+    /// Server-Timing), a neighbour that cannot be used only drops its side of the join, and
+    /// recomputing a segment gives byte-identical output.
+    #[test]
+    fn neighbours_make_the_join_and_recomputing_is_byte_identical() {
+        let mut r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        r.origin = clear_origin();
+        let cfg = cfg_with(&r, 60_000);
+        let o = r.origin.url();
+        let run = |seg: &str, prev: Option<&str>, next: Option<&str>| {
+            let mut j = job(&r.origin, Background::Duck);
+            j.segment_url = format!("{o}/{seg}");
+            j.prev_url = prev.map(|p| format!("{o}/{p}"));
+            j.next_url = next.map(|n| format!("{o}/{n}"));
+            j.duration = 4.0;
+            let resp = dub_segment(&StdHttpClient, &NativeMedia, &cfg, &j);
+            assert_eq!(
+                header(&resp, "x-dub-rung"),
+                Some("dub"),
+                "{:?}",
+                resp.headers
+            );
+            resp
+        };
+        let stages = |resp: &SegmentResponse| timing_stages(resp).join(",");
+        let a1 = run("s1.mp4", None, Some("s2.mp4"));
+        let a2 = run("s2.mp4", Some("s1.mp4"), None);
+        for a in [&a1, &a2] {
+            assert_eq!(
+                stages(a),
+                "fetch,validate,decode,resample,stt,mt,tts,mix,join,encode"
+            );
+        }
+        // Recomputing gives the same bytes.
+        assert_eq!(run("s1.mp4", None, Some("s2.mp4")).body, a1.body);
+        assert_eq!(run("s2.mp4", Some("s1.mp4"), None).body, a2.body);
+        // The neighbours were used: without them the bytes differ, and there is no join stage.
+        let (plain1, plain2) = (run("s1.mp4", None, None), run("s2.mp4", None, None));
+        assert!(!stages(&plain1).contains("join"));
+        assert_ne!(plain1.body, a1.body);
+        assert_ne!(plain2.body, a2.body);
+        // A neighbour that is missing at the origin, or is not the adjacent segment (s1 is not
+        // s1's successor in decode time), is dropped: the same bytes as without it.
+        assert_eq!(run("s1.mp4", None, Some("gone.mp4")).body, plain1.body);
+        assert_eq!(run("s1.mp4", None, Some("s1.mp4")).body, plain1.body);
+        // Both outputs keep the source's timing.
+        let init = corpus(CLEAR_INIT);
+        for (out, src) in [(&a1, "audio-s1.mp4"), (&a2, "audio-s2.mp4")] {
+            let src = corpus(&format!("hls-fmp4/shaka-clear-encrypted-hls/{src}"));
+            assert_eq!(
+                dub_media::open_segment(&init, &out.body).unwrap().timing(),
+                dub_media::open_segment(&init, &src).unwrap().timing()
+            );
+        }
     }
 
     fn cfg_with(r: &Rig, min_ms: u64) -> Config {

@@ -58,6 +58,10 @@ pub enum RefPayload {
         /// Absolute URL of the previous segment (none at the start or after a discontinuity).
         #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
         prev: Option<String>,
+        /// Absolute URL of the next segment (none for a live playlist's last segment, before a
+        /// discontinuity or a pass-through segment): its first PCM frames make the join seamless.
+        #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
         /// EXTINF duration in seconds.
         #[serde(rename = "t")]
         dur: f64,
@@ -252,6 +256,7 @@ mod tests {
             url: "http://127.0.0.1:8080/a/seg2.m4s".into(),
             init: "http://127.0.0.1:8080/a/init.mp4".into(),
             prev: Some("http://127.0.0.1:8080/a/seg1.m4s".into()),
+            next: Some("http://127.0.0.1:8080/a/seg3.m4s".into()),
             dur: 6.006,
             lang: "es".into(),
             bg: Background::Duck,

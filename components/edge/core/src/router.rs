@@ -305,6 +305,7 @@ fn segment<H: HttpClient, M: MediaEngine>(
         url,
         init,
         prev,
+        next,
         dur,
         lang: rlang,
         bg,
@@ -320,13 +321,18 @@ fn segment<H: HttpClient, M: MediaEngine>(
         return Err(Error::BadRequest("bad segment duration".into()));
     }
     let allowed = |u: &str| refs::origin_allowed(&cfg.origins, u);
-    if !allowed(&url) || !allowed(&init) || prev.as_deref().is_some_and(|p| !allowed(p)) {
+    if !allowed(&url)
+        || !allowed(&init)
+        || prev.as_deref().is_some_and(|p| !allowed(p))
+        || next.as_deref().is_some_and(|n| !allowed(n))
+    {
         return Err(Error::OriginNotAllowed);
     }
     let job = SegmentJob {
         segment_url: url,
         init_url: init,
         prev_url: prev,
+        next_url: next,
         duration: dur,
         lang: rlang,
         background: bg,
@@ -551,6 +557,7 @@ mod tests {
             _: &(),
             _: &(),
             _: Option<&()>,
+            _: Option<&()>,
         ) -> std::result::Result<Vec<u8>, MediaError> {
             Err(MediaError::Internal("stub".into()))
         }
@@ -744,6 +751,21 @@ mod tests {
                 url: format!("{O}/s.m4s"),
                 init: format!("{O}/i.mp4"),
                 prev: Some("http://169.254.169.254/latest".into()),
+                next: None,
+                dur: 4.0,
+                lang: "es".into(),
+                bg: Background::Duck,
+                duck_db: None,
+            },
+        )
+        .unwrap();
+        let next_off = refs::sign(
+            &c.signing_key,
+            &RefPayload::Segment {
+                url: format!("{O}/s.m4s"),
+                init: format!("{O}/i.mp4"),
+                prev: None,
+                next: Some("http://10.0.0.1/next.m4s".into()),
                 dur: 4.0,
                 lang: "es".into(),
                 bg: Background::Duck,
@@ -757,6 +779,7 @@ mod tests {
                 url: format!("{O}/s.m4s"),
                 init: format!("{O}/i.mp4"),
                 prev: None,
+                next: None,
                 dur: 4.0,
                 lang: "fr".into(),
                 bg: Background::Duck,
@@ -824,6 +847,11 @@ mod tests {
             ),
             (
                 format!("/dub/es/s/{seg_off}.m4s"),
+                403,
+                "origin not allowed\n",
+            ),
+            (
+                format!("/dub/es/s/{next_off}.m4s"),
                 403,
                 "origin not allowed\n",
             ),
@@ -947,6 +975,7 @@ mod tests {
                     url: format!("{O}/{url}"),
                     init: format!("{O}/init.mp4"),
                     prev: None,
+                    next: None,
                     dur: 4.0,
                     lang: "es".into(),
                     bg: Background::Duck,

@@ -180,12 +180,15 @@ impl remux::Guest for Component {
         seg: SegmentBorrow<'_>,
         audio: PcmBorrow<'_>,
         priming: Option<PcmBorrow<'_>>,
+        lookahead: Option<PcmBorrow<'_>>,
     ) -> Result<Vec<u8>, MediaError> {
         let priming = priming.as_ref().map(|p| &p.get::<PcmRes>().0);
-        dub_media::remux_audio(
+        let lookahead = lookahead.as_ref().map(|p| &p.get::<PcmRes>().0);
+        dub_media::remux_audio_with_lookahead(
             &seg.get::<SegmentRes>().0,
             &audio.get::<PcmRes>().0,
             priming,
+            lookahead,
         )
         .map_err(err)
     }

@@ -3,6 +3,8 @@
 //!
 //! Edge URLs are root-relative (`/dub/es/s/<ref>.m4s`) so they work behind any host name.
 
+use std::rc::Rc;
+
 use url::Url;
 
 use super::parse::{Kind, Line, Playlist, attr, extinf_duration, parse_attrs, write_attrs};
@@ -336,13 +338,15 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
     let mut out = Output::default();
     let mut encrypted = false;
     // Absolute URL of the current init segment, when segments under it can be dubbed.
-    let mut init: Option<String> = None;
+    let mut init: Option<Rc<str>> = None;
+    // The previous segment, when it was dubbed under the same init with nothing in between.
     let mut prev: Option<String> = None;
     let mut dur: Option<f64> = None;
     let mut byterange = false;
     let mut gap = false;
     let mut live = true;
-    let mut dubbed = 0usize;
+    // Dubbed segments are signed at the end, once each one's successor is known.
+    let mut segs: Vec<PendingSegment> = Vec::new();
 
     for line in &pl.lines {
         match *line {
@@ -365,7 +369,7 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
             } => {
                 let attrs = parse_attrs(v)?;
                 let abs = attr(&attrs, "URI").map(|u| absolutize(base, u));
-                init = None;
+                let old_init = init.take();
                 let mut edge = None;
                 if let Some(abs) = &abs
                     && attr(&attrs, "BYTERANGE").is_none()
@@ -375,7 +379,11 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
                         refs::sign(ctx.signing_key, &RefPayload::Init { url: abs.clone() })
                 {
                     edge = Some(init_path(ctx.lang, &r));
-                    init = Some(abs.clone());
+                    init = Some(Rc::from(abs.as_str()));
+                }
+                // Neighbours under another init are another stream: no priming or lookahead.
+                if init.is_none() || init != old_init {
+                    prev = None;
                 }
                 let pairs: Vec<(&str, String)> = attrs
                     .iter()
@@ -437,7 +445,7 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
             },
             Line::Uri { uri, .. } => {
                 let abs = absolutize(base, uri);
-                let job = match (&init, dur) {
+                match (&init, dur) {
                     (Some(init), Some(d))
                         if d > 0.0
                             && d <= MAX_DUB_SEGMENT_SECS
@@ -447,17 +455,17 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
                             && is_http(&abs)
                             && refs::origin_allowed(ctx.origins, &abs) =>
                     {
-                        sign_segment(ctx, &abs, init, prev.as_deref(), d)
-                    }
-                    _ => None,
-                };
-                match job {
-                    Some(r) => {
-                        out.line(&segment_path(ctx.lang, &r))?;
-                        dubbed += 1;
+                        out.reserve(abs.len())?;
+                        segs.push(PendingSegment {
+                            at: out.text.len(),
+                            url: abs.clone(),
+                            init: Rc::clone(init),
+                            prev: prev.take(),
+                            dur: d,
+                        });
                         prev = Some(abs);
                     }
-                    None => {
+                    _ => {
                         out.line(&abs)?;
                         prev = None;
                     }
@@ -469,8 +477,48 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
             other => out.line(other.raw())?,
         }
     }
+
+    // Each dubbed segment's `next` is the following segment when that one is linked back to it
+    // (dubbed, same init, no discontinuity, encrypted, byte-range or gap segment in between).
+    // A live playlist's last segment has no next yet: it is dubbed without lookahead, so its
+    // join to the following segment is approximated (a short fade). Players fetch it once and
+    // caches keep that response, so the join stays approximate even after later playlists list
+    // its successor (whose ref then differs from this playlist's; players key segments by
+    // media sequence number, and the same happens to `prev` when the window slides).
+    let cap = out
+        .text
+        .len()
+        .saturating_add(segs.len().saturating_mul(256));
+    let mut text = String::with_capacity(cap.min(MAX_OUTPUT_BYTES));
+    let mut from = 0;
+    let mut dubbed = 0usize;
+    for (i, s) in segs.iter().enumerate() {
+        let next = segs
+            .get(i + 1)
+            .filter(|n| n.prev.is_some())
+            .map(|n| n.url.as_str());
+        text.push_str(out.text.get(from..s.at).unwrap_or_default());
+        from = s.at;
+        let line = match sign_segment(ctx, s, next) {
+            Some(r) => {
+                dubbed += 1;
+                segment_path(ctx.lang, &r)
+            }
+            None => s.url.clone(),
+        };
+        if text.len() + line.len() + 1 > MAX_OUTPUT_BYTES {
+            return Err(Error::Playlist("rewritten playlist too large".into()));
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let rest = out.text.get(from..).unwrap_or_default();
+    if text.len() + rest.len() > MAX_OUTPUT_BYTES {
+        return Err(Error::Playlist("rewritten playlist too large".into()));
+    }
+    text.push_str(rest);
     Ok(Rewritten {
-        text: out.text,
+        text,
         kind: Kind::Media,
         audio_groups: 0,
         dubbed_groups: 0,
@@ -479,26 +527,37 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
     })
 }
 
-/// Sign a segment ref; drop the previous-segment context if the ref would be too long.
-fn sign_segment(
-    ctx: &RewriteCtx<'_>,
-    url: &str,
-    init: &str,
-    prev: Option<&str>,
+/// A segment of a media playlist to be dubbed, signed once its successor is known.
+struct PendingSegment {
+    /// Byte offset of its line in the output text (a line start).
+    at: usize,
+    /// Absolute URL.
+    url: String,
+    /// Absolute URL of its init segment.
+    init: Rc<str>,
+    /// The previous segment, when linked (see `rewrite_media`).
+    prev: Option<String>,
+    /// EXTINF duration.
     dur: f64,
-) -> Option<String> {
-    let payload = |prev: Option<&str>| RefPayload::Segment {
-        url: url.to_string(),
-        init: init.to_string(),
+}
+
+/// Sign a segment ref; drop the next-segment, then the previous-segment context if the ref
+/// would be too long.
+fn sign_segment(ctx: &RewriteCtx<'_>, s: &PendingSegment, next: Option<&str>) -> Option<String> {
+    let payload = |prev: Option<&str>, next: Option<&str>| RefPayload::Segment {
+        url: s.url.clone(),
+        init: s.init.to_string(),
         prev: prev.map(str::to_string),
-        dur,
+        next: next.map(str::to_string),
+        dur: s.dur,
         lang: ctx.lang.to_string(),
         bg: ctx.bg,
         duck_db: ctx.duck_db,
     };
-    refs::sign(ctx.signing_key, &payload(prev))
-        .or_else(|_| refs::sign(ctx.signing_key, &payload(None)))
-        .ok()
+    let prev = s.prev.as_deref();
+    [(prev, next), (prev, None), (None, next), (None, None)]
+        .into_iter()
+        .find_map(|(p, n)| refs::sign(ctx.signing_key, &payload(p, n)).ok())
 }
 
 fn is_http(u: &str) -> bool {
@@ -509,11 +568,23 @@ fn is_http(u: &str) -> bool {
 #[derive(Default)]
 struct Output {
     text: String,
+    /// Bytes reserved for lines inserted later.
+    pending: usize,
 }
 
 impl Output {
+    /// Count `n` bytes that will be inserted later (at least a pending segment's URL) against
+    /// the cap, so the pending segments' memory is bounded too.
+    fn reserve(&mut self, n: usize) -> Result<()> {
+        self.pending = self.pending.saturating_add(n + 1);
+        if self.text.len().saturating_add(self.pending) > MAX_OUTPUT_BYTES {
+            return Err(Error::Playlist("rewritten playlist too large".into()));
+        }
+        Ok(())
+    }
+
     fn line(&mut self, s: &str) -> Result<()> {
-        if self.text.len() + s.len() + 1 > MAX_OUTPUT_BYTES {
+        if self.text.len() + self.pending + s.len() + 1 > MAX_OUTPUT_BYTES {
             return Err(Error::Playlist("rewritten playlist too large".into()));
         }
         self.text.push_str(s);
@@ -754,6 +825,7 @@ clear.m4s
             url: format!("{o}{url}"),
             init: format!("{o}{init}"),
             prev: prev.map(|p| format!("{o}{p}")),
+            next: (url == "seg100.m4s").then(|| format!("{o}seg101.m4s")),
             dur,
             lang: "es".into(),
             bg: Background::Duck,
@@ -776,6 +848,8 @@ clear.m4s
         assert_eq!(lines[18], format!("{o}big.m4s"));
         assert_eq!(lines[19], src[19]);
         assert_eq!(lines[21], format!("{o}enc.m4s"));
+        // Only seg100 has a next (seg101): seg101 is followed by a discontinuity, seg102 by a
+        // byte-range segment, and clear.m4s is the live playlist's last segment.
         // After a pass-through segment there is no previous segment either.
         assert_eq!(
             ref_of(lines[24], "s", ".m4s"),
@@ -789,6 +863,74 @@ clear.m4s
             lines[26],
             format!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{o}part2.m4s\"")
         );
+    }
+
+    /// `next` mirrors `prev`: set between dubbed neighbours under the same init, cleared by a
+    /// new init (even without a discontinuity); the last segment of a VOD playlist has none.
+    #[test]
+    fn segments_link_to_their_next_under_the_same_init() {
+        let m = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"i.mp4\"\n\
+#EXTINF:4,\na.m4s\n#EXT-X-MAP:URI=\"i.mp4\"\n#EXTINF:4,\nb.m4s\n\
+#EXT-X-MAP:URI=\"j.mp4\"\n#EXTINF:4,\nc.m4s\n#EXTINF:4,\nd.m4s\n#EXT-X-ENDLIST\n";
+        let out = run(m, "https://cdn.example.com/p/x.m3u8");
+        assert!(!out.live);
+        assert_eq!(out.dubbed_segments, 4);
+        let links: Vec<(String, Option<String>, Option<String>)> = out
+            .text
+            .lines()
+            .filter(|l| l.starts_with("/dub/es/s/"))
+            .map(|l| match ref_of(l, "s", ".m4s") {
+                RefPayload::Segment {
+                    url, prev, next, ..
+                } => {
+                    let short = |u: String| u.rsplit('/').next().unwrap().to_string();
+                    (short(url), prev.map(short), next.map(short))
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            links,
+            [
+                ("a.m4s".into(), None, s("b.m4s")),
+                ("b.m4s".into(), s("a.m4s"), None),
+                ("c.m4s".into(), None, s("d.m4s")),
+                ("d.m4s".into(), s("c.m4s"), None),
+            ]
+        );
+    }
+
+    /// When prev and next together make the ref too long, next is dropped first, then prev.
+    #[test]
+    fn long_neighbour_urls_are_dropped_from_the_ref() {
+        let long = |c: char| format!("{}.m4s", c.to_string().repeat(1600));
+        let m = format!(
+            "#EXTM3U\n#EXT-X-MAP:URI=\"i.mp4\"\n#EXTINF:4,\n{}\n#EXTINF:4,\nb.m4s\n#EXTINF:4,\n{}\n#EXT-X-ENDLIST\n",
+            long('a'),
+            long('c')
+        );
+        let out = run(&m, "https://cdn.example.com/p/x.m3u8");
+        assert_eq!(out.dubbed_segments, 3);
+        let middle = out
+            .text
+            .lines()
+            .filter(|l| l.starts_with("/dub/es/s/"))
+            .nth(1)
+            .unwrap();
+        match ref_of(middle, "s", ".m4s") {
+            RefPayload::Segment {
+                url, prev, next, ..
+            } => {
+                assert_eq!(url, "https://cdn.example.com/p/b.m4s");
+                assert_eq!(
+                    prev,
+                    Some(format!("https://cdn.example.com/p/{}", long('a')))
+                );
+                assert_eq!(next, None, "dropped to fit MAX_REF_LEN");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub fn translate<H: HttpClient + ?Sized>(
         body: Vec::new(),
     };
     // APy has no auth; its URL carries no secret either.
-    let resp = send_checked(http, &req, deadline, MAX_RESPONSE, cfg.api_key.as_deref())?;
+    let resp = send_checked(http, &req, deadline, MAX_RESPONSE, cfg.mt_key())?;
     parse_response(&resp.body)
 }
 

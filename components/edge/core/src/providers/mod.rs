@@ -5,12 +5,129 @@
 //! message that could contain the API key is redacted before it is stored.
 
 pub mod apy;
+pub mod deepgram;
+pub mod deepl;
+pub mod elevenlabs_stt;
+pub mod elevenlabs_tts;
+pub mod google_translate;
+pub mod openai_chat;
 pub mod openai_stt;
 pub mod openai_tts;
 
 use std::time::Instant;
 
+use crate::config::{Config, MtProvider, SttProvider, TtsProvider};
 use crate::http::{FetchLimits, HttpClient, HttpError, HttpRequest, HttpResponse};
+
+/// Transcribe `wav` (in `cfg.source_lang`) with the configured STT adapter, failing at `deadline`.
+pub fn transcribe<H: HttpClient + ?Sized>(
+    http: &H,
+    cfg: &Config,
+    wav: &[u8],
+    deadline: Instant,
+) -> ProviderResult<Transcript> {
+    match cfg.stt_provider {
+        SttProvider::OpenAi => openai_stt::transcribe(http, cfg, wav, deadline),
+        SttProvider::Deepgram => deepgram::transcribe(http, cfg, wav, deadline),
+        SttProvider::ElevenLabs => elevenlabs_stt::transcribe(http, cfg, wav, deadline),
+    }
+}
+
+/// Translate `text` from `source` to `target` (ISO 639-1) with the configured MT adapter.
+pub fn translate<H: HttpClient + ?Sized>(
+    http: &H,
+    cfg: &Config,
+    text: &str,
+    source: &str,
+    target: &str,
+    deadline: Instant,
+) -> ProviderResult<String> {
+    match cfg.mt_provider {
+        MtProvider::Apertium => apy::translate(http, cfg, text, source, target, deadline),
+        MtProvider::DeepL => deepl::translate(http, cfg, text, source, target, deadline),
+        MtProvider::Google => {
+            google_translate::translate(http, cfg, text, source, target, deadline)
+        }
+        MtProvider::OpenAi => openai_chat::translate(http, cfg, text, source, target, deadline),
+    }
+}
+
+/// Speak `text` in language `lang` with the configured TTS adapter and the voice configured for
+/// `lang`; returns WAV bytes.
+pub fn synthesize<H: HttpClient + ?Sized>(
+    http: &H,
+    cfg: &Config,
+    text: &str,
+    lang: &str,
+    deadline: Instant,
+) -> ProviderResult<Vec<u8>> {
+    let voice = voice_for(cfg, lang)?;
+    match cfg.tts_provider {
+        TtsProvider::OpenAi => openai_tts::synthesize(http, cfg, text, &voice, deadline),
+        TtsProvider::ElevenLabs => {
+            elevenlabs_tts::synthesize(http, cfg, text, &voice, lang, deadline)
+        }
+    }
+}
+
+/// The voice for target language `lang` from `cfg.tts_voice`: either a per-language map
+/// `es=VOICE1,fr=VOICE2` (a region like `es-MX` also matches `es`; `*=VOICE` covers the rest),
+/// or one voice for all languages in which every `{lang}` is replaced by `lang`.
+pub fn voice_for(cfg: &Config, lang: &str) -> ProviderResult<String> {
+    let spec = cfg.tts_voice.trim();
+    if !spec.contains('=') {
+        return Ok(spec.replace("{lang}", lang));
+    }
+    let lang = lang.trim().to_ascii_lowercase();
+    let base = lang.split(['-', '_']).next().unwrap_or("");
+    let entries: Vec<(String, &str)> = spec
+        .split(',')
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    [lang.as_str(), base, "*"]
+        .iter()
+        .find_map(|want| entries.iter().find(|(k, _)| k == want))
+        .map(|(_, v)| v.to_string())
+        .ok_or_else(|| ProviderError::Language(lang.chars().take(16).collect()))
+}
+
+/// Wrap raw 16-bit little-endian mono PCM as a RIFF/WAVE file (a trailing odd byte is dropped).
+pub fn wav_from_pcm16(pcm: &[u8], rate: u32) -> ProviderResult<Vec<u8>> {
+    let data = &pcm[..pcm.len() & !1];
+    if data.is_empty() {
+        return Err(ProviderError::BadResponse("no audio".into()));
+    }
+    let len = u32::try_from(data.len())
+        .ok()
+        .filter(|n| *n <= u32::MAX - 36)
+        .ok_or_else(|| ProviderError::BadResponse("audio too long".into()))?;
+    let mut w = Vec::with_capacity(44 + data.len());
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&len.to_le_bytes());
+    w.extend_from_slice(data);
+    Ok(w)
+}
+
+/// Longest speaker label kept from a response (longer ones are dropped as garbage).
+pub const MAX_SPEAKER_CHARS: usize = 64;
+
+/// A speaker label from untrusted input, if it is short and non-empty.
+pub(crate) fn speaker_label(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty() && s.chars().count() <= MAX_SPEAKER_CHARS).then(|| s.to_string())
+}
 
 /// Why a provider call failed. Messages are short and never contain keys or response bodies.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +225,8 @@ pub struct Word {
     pub start: f64,
     /// End, seconds.
     pub end: f64,
+    /// Speaker label from diarization, if the recogniser gave one.
+    pub speaker: Option<String>,
 }
 
 /// One recogniser segment (a phrase), times in seconds.
@@ -145,6 +264,8 @@ pub struct Utterance {
     pub end: f64,
     /// Source text.
     pub text: String,
+    /// Speaker label of its words (diarization), if known.
+    pub speaker: Option<String>,
 }
 
 /// A pause at least this long between two words ends an utterance.
@@ -202,7 +323,8 @@ fn cap_text(s: &str) -> String {
 
 impl Transcript {
     /// Group words into utterances: split after sentence-final punctuation (found in the word or,
-    /// aligned, in the full text) or at a pause of at least [`UTTERANCE_GAP_S`]. Without words,
+    /// aligned, in the full text), at a pause of at least [`UTTERANCE_GAP_S`] or where the
+    /// diarized speaker changes. Without words,
     /// the recogniser's segments are used. Noise/filler tokens are dropped; empty results skipped.
     pub fn utterances(&self) -> Vec<Utterance> {
         struct W<'a> {
@@ -212,6 +334,7 @@ impl Transcript {
             /// Byte span in `self.text` including trailing punctuation, when aligned.
             span: Option<(usize, usize)>,
             sentence_end: bool,
+            speaker: Option<&'a str>,
         }
         let text = self.text.as_str();
         let lower = text.to_ascii_lowercase();
@@ -266,6 +389,7 @@ impl Transcript {
                 end,
                 span,
                 sentence_end,
+                speaker: w.speaker.as_deref(),
             });
         }
         words.sort_by(|a, b| a.start.total_cmp(&b.start));
@@ -287,6 +411,7 @@ impl Transcript {
                         start,
                         end,
                         text: t,
+                        speaker: None,
                     });
                 }
             }
@@ -312,15 +437,17 @@ impl Transcript {
                 start: first.start,
                 end,
                 text: cap_text(&joined),
+                speaker: first.speaker.map(str::to_string),
             });
             group.clear();
         };
         for (i, w) in words.iter().enumerate() {
             group.push(w);
-            let gap_next = words
-                .get(i + 1)
-                .is_some_and(|n| n.start - w.end >= UTTERANCE_GAP_S);
-            if w.sentence_end || gap_next {
+            let split_next = words.get(i + 1).is_some_and(|n| {
+                n.start - w.end >= UTTERANCE_GAP_S
+                    || (n.speaker.is_some() && w.speaker.is_some() && n.speaker != w.speaker)
+            });
+            if w.sentence_end || split_next {
                 flush(&mut group, &mut out);
             }
         }
@@ -338,6 +465,7 @@ mod tests {
             word: word.into(),
             start,
             end,
+            speaker: None,
         }
     }
 
@@ -475,5 +603,171 @@ mod tests {
         let long = format!("{}{key}", "a".repeat(190));
         assert_eq!(redact(&long, Some(key)), format!("{}***", "a".repeat(190)));
         assert_eq!(redact("plain", None), "plain");
+    }
+
+    #[test]
+    fn speaker_change_splits_an_utterance() {
+        let sw = |word: &str, start: f64, end: f64, spk: Option<&str>| Word {
+            speaker: spk.map(str::to_string),
+            ..w(word, start, end)
+        };
+        let t = Transcript {
+            words: vec![
+                sw("yes", 0.0, 0.2, Some("A")),
+                sw("sir", 0.25, 0.5, Some("A")),
+                sw("go", 0.55, 0.7, Some("B")),
+                sw("now", 0.75, 0.9, None),
+                sw("then", 0.95, 1.1, Some("B")),
+            ],
+            ..Default::default()
+        };
+        let u: Vec<(String, Option<String>, f64)> = t
+            .utterances()
+            .into_iter()
+            .map(|u| (u.text, u.speaker, u.start))
+            .collect();
+        assert_eq!(
+            u,
+            [
+                ("yes sir".to_string(), Some("A".to_string()), 0.0),
+                ("go now then".into(), Some("B".into()), 0.55),
+            ]
+        );
+        assert_eq!(speaker_label(&"x".repeat(MAX_SPEAKER_CHARS + 1)), None);
+        assert_eq!(speaker_label(" speaker_1 ").as_deref(), Some("speaker_1"));
+    }
+
+    #[test]
+    fn voice_for_single_template_and_per_language_map() {
+        let mut cfg = crate::testutil::test_config();
+        cfg.tts_voice = "{lang}".into();
+        assert_eq!(voice_for(&cfg, "es").unwrap(), "es");
+        cfg.tts_voice = "alloy".into();
+        assert_eq!(voice_for(&cfg, "fr").unwrap(), "alloy");
+        cfg.tts_voice = " es = VOICE1 ,fr=VOICE2, es-mx=VOICE3".into();
+        assert_eq!(voice_for(&cfg, "es").unwrap(), "VOICE1");
+        assert_eq!(voice_for(&cfg, "FR").unwrap(), "VOICE2");
+        assert_eq!(voice_for(&cfg, "es-MX").unwrap(), "VOICE3");
+        assert_eq!(voice_for(&cfg, "es-AR").unwrap(), "VOICE1");
+        assert_eq!(
+            voice_for(&cfg, "de"),
+            Err(ProviderError::Language("de".into()))
+        );
+        cfg.tts_voice = "es=VOICE1,*=FALLBACK".into();
+        assert_eq!(voice_for(&cfg, "de").unwrap(), "FALLBACK");
+    }
+
+    #[test]
+    fn pcm16_is_wrapped_as_a_mono_wav() {
+        let wav = wav_from_pcm16(&[1, 0, 2, 0, 3], 22_050).unwrap();
+        assert_eq!(
+            crate::testutil::wav_info(&wav),
+            Some(crate::testutil::WavInfo {
+                rate: 22_050,
+                channels: 1,
+                bits: 16,
+                frames: 2
+            })
+        );
+        assert_eq!(wav.len(), 48);
+        assert_eq!(&wav[40..44], &4u32.to_le_bytes());
+        assert_eq!(&wav[28..32], &44_100u32.to_le_bytes(), "byte rate");
+        assert!(matches!(
+            wav_from_pcm16(&[7], 24_000),
+            Err(ProviderError::BadResponse(_))
+        ));
+    }
+
+    /// One fake server speaking every wire format; each config reaches its own adapter's path.
+    #[test]
+    fn dispatch_follows_the_configured_providers() {
+        use std::time::Duration;
+
+        use crate::config::{MtProvider, SttProvider, TtsProvider};
+        use crate::testutil::{Reply, StdHttpClient, TestServer, test_config, tone_wav};
+
+        let server = TestServer::start(|req| match req.path.as_str() {
+            "/v1/audio/transcriptions" => Reply::json(
+                200,
+                r#"{"text":"one.","words":[{"word":"one.","start":0.1,"end":0.3}]}"#,
+            ),
+            "/v1/listen" => Reply::json(
+                200,
+                r#"{"results":{"channels":[{"alternatives":[{"transcript":"two.","words":[{"word":"two","punctuated_word":"two.","start":0.1,"end":0.3,"speaker":0}]}]}]}}"#,
+            ),
+            "/v1/speech-to-text" => Reply::json(
+                200,
+                r#"{"text":"three.","words":[{"text":"three.","start":0.1,"end":0.3,"type":"word","speaker_id":"speaker_0"}]}"#,
+            ),
+            "/translate" => Reply::json(
+                200,
+                r#"{"responseData":{"translatedText":"apertium"},"responseStatus":200}"#,
+            ),
+            "/v2/translate" => Reply::json(200, r#"{"translations":[{"text":"deepl"}]}"#),
+            "/language/translate/v2" => Reply::json(
+                200,
+                r#"{"data":{"translations":[{"translatedText":"google"}]}}"#,
+            ),
+            "/v1/chat/completions" => Reply::json(
+                200,
+                r#"{"choices":[{"message":{"content":"{\"translation\":\"llm\"}"},"finish_reason":"stop"}]}"#,
+            ),
+            "/v1/audio/speech" => Reply::bytes(200, "audio/wav", tone_wav(24_000, 1, 0.1, 200.0)),
+            p if p.starts_with("/v1/text-to-speech/") => {
+                Reply::bytes(200, "audio/pcm", vec![0; 2205 * 2])
+            }
+            _ => Reply::text(404, "no"),
+        });
+        let mut cfg = test_config();
+        cfg.stt_url = server.url();
+        cfg.mt_url = server.url();
+        cfg.tts_url = server.url();
+        cfg.api_key = Some("k".into());
+        let dl = Instant::now() + Duration::from_secs(5);
+        let http = StdHttpClient;
+        let wav = tone_wav(16_000, 1, 0.2, 300.0);
+        for (p, want) in [
+            (SttProvider::OpenAi, "one."),
+            (SttProvider::Deepgram, "two."),
+            (SttProvider::ElevenLabs, "three."),
+        ] {
+            cfg.stt_provider = p;
+            let t = transcribe(&http, &cfg, &wav, dl).unwrap();
+            assert_eq!(t.utterances()[0].text, want, "{p:?}");
+        }
+        for (p, want) in [
+            (MtProvider::Apertium, "apertium"),
+            (MtProvider::DeepL, "deepl"),
+            (MtProvider::Google, "google"),
+            (MtProvider::OpenAi, "llm"),
+        ] {
+            cfg.mt_provider = p;
+            assert_eq!(translate(&http, &cfg, "hi", "en", "es", dl).unwrap(), want);
+        }
+        cfg.tts_voice = "es=VoiceEs".into();
+        for (p, rate) in [
+            (TtsProvider::OpenAi, 24_000),
+            (TtsProvider::ElevenLabs, 22_050),
+        ] {
+            cfg.tts_provider = p;
+            let wav = synthesize(&http, &cfg, "hola", "es", dl).unwrap();
+            let info = crate::testutil::wav_info(&wav).unwrap();
+            assert_eq!((info.rate, info.frames), (rate, rate as u64 / 10), "{p:?}");
+        }
+        let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "/v1/audio/transcriptions",
+                "/v1/listen",
+                "/v1/speech-to-text",
+                "/translate",
+                "/v2/translate",
+                "/language/translate/v2",
+                "/v1/chat/completions",
+                "/v1/audio/speech",
+                "/v1/text-to-speech/VoiceEs",
+            ]
+        );
     }
 }

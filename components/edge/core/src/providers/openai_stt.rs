@@ -119,6 +119,7 @@ pub fn parse_verbose_json(body: &[u8]) -> ProviderResult<Transcript> {
                 word: w.word,
                 start: w.start,
                 end: w.end,
+                speaker: None,
             })
             .collect(),
         segments: segments
@@ -157,14 +158,14 @@ pub fn transcribe<H: HttpClient + ?Sized>(
         ("content-type".to_string(), content_type),
         ("accept".into(), "application/json".into()),
     ];
-    bearer(&mut headers, cfg.api_key.as_deref());
+    bearer(&mut headers, cfg.stt_key());
     let req = HttpRequest {
         method: Method::Post,
         url: join_url(&cfg.stt_url, "/v1/audio/transcriptions"),
         headers,
         body,
     };
-    let resp = send_checked(http, &req, deadline, MAX_RESPONSE, cfg.api_key.as_deref())?;
+    let resp = send_checked(http, &req, deadline, MAX_RESPONSE, cfg.stt_key())?;
     parse_verbose_json(&resp.body)
 }
 
@@ -207,7 +208,8 @@ mod tests {
             Word {
                 word: "Everyone".into(),
                 start: 2.0,
-                end: 2.5
+                end: 2.5,
+                speaker: None,
             }
         );
         assert_eq!(t.segments.len(), 1);
