@@ -87,12 +87,7 @@ pub fn translate<H: HttpClient + ?Sized>(
     target: &str,
     deadline: Instant,
 ) -> ProviderResult<String> {
-    if text.len() > MAX_INPUT {
-        return Err(ProviderError::Input(format!(
-            "text of {} bytes",
-            text.len()
-        )));
-    }
+    super::check_mt_text(text)?;
     let pair = format!("{}|{}", apertium_code(source)?, apertium_code(target)?);
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("langpair", &pair)

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::openai_stt::{MAX_RESPONSE, MAX_UPLOAD, MAX_WORDS};
+use super::openai_stt::{MAX_RESPONSE, MAX_WORDS};
 use super::{
     ProviderError, ProviderResult, Transcript, Word, join_url, send_checked, speaker_label,
 };
@@ -112,12 +112,7 @@ pub fn transcribe<H: HttpClient + ?Sized>(
     wav: &[u8],
     deadline: Instant,
 ) -> ProviderResult<Transcript> {
-    if wav.is_empty() || wav.len() > MAX_UPLOAD {
-        return Err(ProviderError::Input(format!(
-            "audio upload of {} bytes",
-            wav.len()
-        )));
-    }
+    super::check_stt_upload(wav)?;
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("model", &cfg.stt_model)
         .append_pair("language", &cfg.source_lang)

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::apy::MAX_INPUT;
 use super::{ProviderError, ProviderResult, join_url, send_checked};
 use crate::config::Config;
 use crate::http::{HttpClient, HttpRequest, Method};
@@ -71,12 +70,7 @@ pub fn translate<H: HttpClient + ?Sized>(
     target: &str,
     deadline: Instant,
 ) -> ProviderResult<String> {
-    if text.len() > MAX_INPUT {
-        return Err(ProviderError::Input(format!(
-            "text of {} bytes",
-            text.len()
-        )));
-    }
+    super::check_mt_text(text)?;
     let body = serde_json::json!({
         "text": [text],
         "source_lang": source_code(source)?,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::openai_stt::{MAX_RESPONSE, MAX_UPLOAD, MAX_WORDS, multipart_body};
+use super::openai_stt::{MAX_RESPONSE, MAX_WORDS, multipart_body};
 use super::{
     ProviderError, ProviderResult, Transcript, Word, join_url, send_checked, speaker_label,
 };
@@ -79,12 +79,7 @@ pub fn transcribe<H: HttpClient + ?Sized>(
     wav: &[u8],
     deadline: Instant,
 ) -> ProviderResult<Transcript> {
-    if wav.is_empty() || wav.len() > MAX_UPLOAD {
-        return Err(ProviderError::Input(format!(
-            "audio upload of {} bytes",
-            wav.len()
-        )));
-    }
+    super::check_stt_upload(wav)?;
     let fields = [
         ("model_id", cfg.stt_model.as_str()),
         ("language_code", cfg.source_lang.as_str()),

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::apy::MAX_INPUT;
 use super::{ProviderError, ProviderResult, join_url, redact, send_checked};
 use crate::config::Config;
 use crate::http::{HttpClient, HttpRequest, Method};
@@ -77,12 +76,7 @@ pub fn translate<H: HttpClient + ?Sized>(
     target: &str,
     deadline: Instant,
 ) -> ProviderResult<String> {
-    if text.len() > MAX_INPUT {
-        return Err(ProviderError::Input(format!(
-            "text of {} bytes",
-            text.len()
-        )));
-    }
+    super::check_mt_text(text)?;
     let body = serde_json::json!({
         "q": [text],
         "source": lang_code(source)?,

@@ -174,6 +174,28 @@ pub(crate) fn redact(msg: &str, secret: Option<&str>) -> String {
     out
 }
 
+/// Every MT adapter's bound on the source text: at most [`apy::MAX_INPUT`] bytes per request.
+pub(crate) fn check_mt_text(text: &str) -> ProviderResult<()> {
+    if text.len() > apy::MAX_INPUT {
+        return Err(ProviderError::Input(format!(
+            "text of {} bytes",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Every STT adapter's bound on the upload: non-empty, at most [`openai_stt::MAX_UPLOAD`] bytes.
+pub(crate) fn check_stt_upload(wav: &[u8]) -> ProviderResult<()> {
+    if wav.is_empty() || wav.len() > openai_stt::MAX_UPLOAD {
+        return Err(ProviderError::Input(format!(
+            "audio upload of {} bytes",
+            wav.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Send `req` with the deadline and body cap, mapping transport errors (redacted) and statuses.
 pub(crate) fn send_checked<H: HttpClient + ?Sized>(
     http: &H,

@@ -140,12 +140,7 @@ pub fn transcribe<H: HttpClient + ?Sized>(
     wav: &[u8],
     deadline: Instant,
 ) -> ProviderResult<Transcript> {
-    if wav.is_empty() || wav.len() > MAX_UPLOAD {
-        return Err(ProviderError::Input(format!(
-            "audio upload of {} bytes",
-            wav.len()
-        )));
-    }
+    super::check_stt_upload(wav)?;
     let fields = [
         ("model", cfg.stt_model.as_str()),
         ("response_format", "verbose_json"),
