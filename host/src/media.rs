@@ -193,6 +193,18 @@ impl types::HostSegment for MediaView<'_> {
         })
     }
 
+    fn output_init(
+        &mut self,
+        seg: Resource<SegmentRes>,
+    ) -> wasmtime::Result<Result<Vec<u8>, MediaError>> {
+        Ok(self
+            .table
+            .get(&seg)?
+            .seg
+            .output_init()
+            .map_err(to_wit_error))
+    }
+
     fn drop(&mut self, seg: Resource<SegmentRes>) -> wasmtime::Result<()> {
         let seg = self.table.delete(seg)?;
         self.budget.release(seg.bytes);
@@ -309,6 +321,14 @@ impl remux::Host for MediaView<'_> {
             dub_media::remux_audio_with_lookahead(seg, audio, priming, lookahead)
                 .map_err(to_wit_error),
         )
+    }
+
+    fn repackage(
+        &mut self,
+        seg: Resource<SegmentRes>,
+    ) -> wasmtime::Result<Result<Vec<u8>, MediaError>> {
+        let seg = &self.table.get(&seg)?.seg;
+        Ok(dub_media::repackage(seg).map_err(to_wit_error))
     }
 }
 

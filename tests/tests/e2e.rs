@@ -24,40 +24,53 @@ struct Sample {
 
 fn sample() -> &'static Sample {
     static S: OnceLock<Sample> = OnceLock::new();
-    S.get_or_init(|| {
-        let a = artifacts();
-        let dir = temp_dir("sample");
-        let st = Command::new(&a.dubhost)
-            .args(["make-sample", "--out"])
-            .arg(&dir)
-            .args(["--duration", "24"])
-            .status()
-            .expect("run dubhost make-sample");
-        assert!(st.success(), "make-sample failed");
-        let info: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("speech.json")).expect("speech.json"))
-                .expect("speech.json is JSON");
-        let sentences = info["sentences"]
-            .as_array()
-            .expect("sentences array")
-            .iter()
-            .map(|s| {
-                (
-                    s["start"].as_f64().expect("start"),
-                    s["text"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect::<Vec<_>>();
-        assert!(!sentences.is_empty());
-        Sample { dir, sentences }
-    })
+    S.get_or_init(|| make_sample("sample", &[]))
+}
+
+/// A sample whose sentences start 4 s into each 6 s segment, so each runs across a boundary.
+fn sample_across_edges() -> &'static Sample {
+    static S: OnceLock<Sample> = OnceLock::new();
+    S.get_or_init(|| make_sample("sample-across", &["--sentence-offset", "4.0"]))
+}
+
+fn make_sample(tag: &str, extra: &[&str]) -> Sample {
+    let a = artifacts();
+    let dir = temp_dir(tag);
+    let st = Command::new(&a.dubhost)
+        .args(["make-sample", "--out"])
+        .arg(&dir)
+        .args(["--duration", "24"])
+        .args(extra)
+        .status()
+        .expect("run dubhost make-sample");
+    assert!(st.success(), "make-sample failed");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("speech.json")).expect("speech.json"))
+            .expect("speech.json is JSON");
+    let sentences = info["sentences"]
+        .as_array()
+        .expect("sentences array")
+        .iter()
+        .map(|s| {
+            (
+                s["start"].as_f64().expect("start"),
+                s["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert!(!sentences.is_empty());
+    Sample { dir, sentences }
 }
 
 fn origin() -> Proc {
+    origin_of(sample())
+}
+
+fn origin_of(sample: &Sample) -> Proc {
     let a = artifacts();
     let mut c = Command::new(&a.dubhost);
     c.args(["origin", "--dir"])
-        .arg(&sample().dir)
+        .arg(&sample.dir)
         .args(["--listen", "127.0.0.1:0"]);
     spawn_listening("origin", c, T)
 }
@@ -307,6 +320,110 @@ fn dubbed_utterances_start_where_the_source_speaks() {
             nearest <= 0.200,
             "sentence {text:?} at {start:.3}s: nearest dubbed onset is {:.0} ms away",
             nearest * 1000.0
+        );
+    }
+}
+
+/// Sentences that run across segment boundaries (4.0–6.x s, 10.0–12.x s, ...) are dubbed once
+/// each, at their source start: the segment where a sentence starts plays the beginning of its
+/// voice and the next segment plays the rest, so every synthesized clip is found whole in the
+/// concatenated output, and no voice starts at a segment boundary.
+#[test]
+fn sentences_across_segment_edges_are_voiced_once_at_their_source_start() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sample = sample_across_edges();
+    let origin = origin_of(sample);
+    let speech = speech();
+    let (tts_proxy, exchanges) = recording_proxy(speech.addr);
+    let mut vars = speech_vars(&speech.base());
+    vars.retain(|(k, _)| *k != "tts_url");
+    vars.push(("tts_url", format!("http://{tts_proxy}")));
+    vars.push(("deadline_min_ms", "30000".into()));
+    let edge = edge(&vars);
+    let f = fetch_all(&edge, &origin, "&bg=none");
+    let mut pcm = Vec::new();
+    let (mut rate, mut channels) = (48000, 2);
+    for (i, (_, dubbed, _)) in f.segments.iter().enumerate() {
+        eprintln!(
+            "segment {i}: rung={:?} fallback={:?} timing={:?}",
+            dubbed.header("x-dub-rung"),
+            dubbed.header("x-dub-fallback"),
+            dubbed.header("x-dub-timing")
+        );
+        assert_eq!(dubbed.header("x-dub-rung"), Some("dub"), "segment {i}");
+        let seg = dub_media::open_segment(&f.dubbed_init, &dubbed.body).expect("parses");
+        let p = dub_media::decode_audio(&seg).expect("decodes");
+        (rate, channels) = (p.sample_rate, p.channels as usize);
+        pcm.extend_from_slice(&p.samples);
+    }
+    let found = onsets(&pcm, channels, rate, 0.01, 0.25);
+    eprintln!("source sentence starts: {:?}", sample.sentences);
+    eprintln!("dubbed onsets: {found:?}");
+    for (start, text) in &sample.sentences {
+        let nearest = found
+            .iter()
+            .map(|o| (o - start).abs())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            nearest <= 0.200,
+            "sentence {text:?} at {start:.3}s: nearest dubbed onset is {:.0} ms away",
+            nearest * 1000.0
+        );
+    }
+    // No voice starts anywhere else (a sentence voiced twice, or restarted at a boundary).
+    for o in &found {
+        assert!(
+            sample.sentences.iter().any(|(s, _)| (o - s).abs() <= 0.200),
+            "a voice starts at {o:.2} s, where no sentence does"
+        );
+    }
+
+    // Every distinct synthesized clip is in the output whole, across the boundary.
+    let dir = temp_dir("across");
+    let out = dir.join("dubbed.mp4");
+    let mut whole = f.dubbed_init.clone();
+    for (_, d, _) in &f.segments {
+        whole.extend_from_slice(&d.body);
+    }
+    std::fs::write(&out, &whole).expect("write");
+    let recorded = ffmpeg_decode_mono(&out, 16000);
+    let mut clips: Vec<Vec<u8>> = exchanges
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|x| x.request_line.starts_with("POST /v1/audio/speech"))
+        .map(|x| x.response_body.clone())
+        .collect();
+    clips.sort();
+    clips.dedup();
+    assert!(
+        clips.len() >= sample.sentences.len(),
+        "{} clips",
+        clips.len()
+    );
+    let mut starts = Vec::new();
+    for (i, wav) in clips.iter().enumerate() {
+        let p = dir.join(format!("tts{i}.wav"));
+        std::fs::write(&p, wav).expect("write clip");
+        let clip = ffmpeg_decode_mono(&p, 16000);
+        let (score, at) = find_clip(&recorded, &clip);
+        let at = at as f64 / 16000.0;
+        let secs = clip.len() as f64 / 16000.0;
+        eprintln!("tts clip {i} ({secs:.2} s): best match {score:.3} at {at:.2} s");
+        // Clips that straddle a boundary match as well as the others: the two halves line up.
+        let crosses = ((at / 6.0).floor() - ((at + secs) / 6.0).floor()).abs() >= 1.0;
+        if crosses {
+            assert!(
+                score > 0.9,
+                "clip {i} across a boundary matches only {score:.3}"
+            );
+        }
+        starts.push(at);
+    }
+    for (start, text) in &sample.sentences {
+        assert!(
+            starts.iter().any(|a| (a - start).abs() <= 0.2),
+            "no whole clip for {text:?} at {start:.2} s"
         );
     }
 }

@@ -63,6 +63,14 @@ impl MediaEngine for WitMedia {
         }
     }
 
+    fn output_init(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError> {
+        seg.output_init().map_err(err)
+    }
+
+    fn repackage(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError> {
+        remux::repackage(seg).map_err(err)
+    }
+
     fn decode_audio(&self, seg: &Self::Segment) -> Result<Self::Pcm, MediaError> {
         demux::decode_audio(seg).map_err(err)
     }

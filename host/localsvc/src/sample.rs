@@ -39,6 +39,9 @@ pub struct SampleOptions {
     pub words_per_minute: u32,
     /// Sentences to speak, one per segment. Default [`DEFAULT_SENTENCES`].
     pub sentences: Vec<String>,
+    /// Seconds from each segment's start to its sentence. Default [`SENTENCE_OFFSET`]; a
+    /// larger offset makes sentences run across segment boundaries.
+    pub sentence_offset: f64,
     /// Deadline for each ffmpeg/espeak-ng run. Default 300 s.
     pub timeout: Duration,
 }
@@ -51,6 +54,7 @@ impl Default for SampleOptions {
             voice: "en-us+f2".into(),
             words_per_minute: 150,
             sentences: DEFAULT_SENTENCES.iter().map(|s| (*s).to_owned()).collect(),
+            sentence_offset: SENTENCE_OFFSET,
             timeout: Duration::from_secs(300),
         }
     }
@@ -105,6 +109,11 @@ pub fn make_sample(out_dir: &Path, opts: &SampleOptions) -> anyhow::Result<Sampl
         "duration must be a whole number of segments"
     );
     ensure!(!opts.sentences.is_empty(), "no sentences");
+    ensure!(
+        opts.sentence_offset.is_finite()
+            && (0.0..f64::from(opts.segment_secs)).contains(&opts.sentence_offset),
+        "sentence offset must be within a segment"
+    );
     std::fs::create_dir_all(out_dir).context("creating the output directory")?;
     // A thread of its own, so callers inside a tokio runtime do not trip "runtime within a runtime".
     std::thread::scope(|scope| {
@@ -149,9 +158,11 @@ async fn build(out: &Path, opts: &SampleOptions) -> anyhow::Result<SampleInfo> {
         let bytes = std::fs::read(&file)?;
         let info = wav::parse(&bytes).context("espeak-ng wrote no PCM WAV")?;
         let len = info.duration_secs();
-        let start = i as f64 * seg + SENTENCE_OFFSET;
-        if start + len > (i as f64 + 1.0) * seg - 0.2 {
-            bail!("sentence {text:?} ({len:.2} s) does not fit in a {seg} s segment");
+        let start = i as f64 * seg + opts.sentence_offset;
+        // Each sentence ends 0.2 s before the next one starts and before the stream ends.
+        let limit = ((i as f64 + 1.0) * seg + opts.sentence_offset).min(dur) - 0.2;
+        if start + len > limit {
+            bail!("sentence {text:?} ({len:.2} s) does not fit before {limit:.2} s");
         }
         sentences.push(SampleSentence {
             text: text.clone(),
@@ -442,6 +453,10 @@ mod tests {
             },
             SampleOptions {
                 sentences: vec![],
+                ..SampleOptions::default()
+            },
+            SampleOptions {
+                sentence_offset: 6.0,
                 ..SampleOptions::default()
             },
         ] {

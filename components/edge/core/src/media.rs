@@ -97,6 +97,12 @@ pub trait MediaEngine {
     fn track(&self, seg: &Self::Segment) -> AudioTrack;
     /// Audio timing of a segment.
     fn timing(&self, seg: &Self::Segment) -> SegmentTiming;
+    /// The fMP4 init segment the remuxed output of this segment plays under: the source init
+    /// for AAC-LC fMP4, rewritten to AAC-LC for HE-AAC, built from the streams for MPEG-TS.
+    fn output_init(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError>;
+    /// The segment's original audio in the output format, without dubbing (the fallback rung):
+    /// the source bytes for AAC-LC fMP4, repackaged as fMP4 for TS, re-encoded for HE-AAC.
+    fn repackage(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError>;
     /// Decode the segment's audio.
     fn decode_audio(&self, seg: &Self::Segment) -> Result<Self::Pcm, MediaError>;
     /// Resample / remix channels.

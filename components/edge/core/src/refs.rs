@@ -39,12 +39,24 @@ pub enum RefPayload {
         #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
         duck_db: Option<f32>,
     },
-    /// An init segment (EXT-X-MAP), served unchanged after validation.
+    /// An init segment (EXT-X-MAP): served unchanged when the dubbed segments play under it
+    /// (AAC-LC), otherwise rewritten (HE-AAC sources are dubbed as AAC-LC).
     #[serde(rename = "i")]
     Init {
         /// Absolute URL of the source init segment.
         #[serde(rename = "u")]
         url: String,
+        /// Absolute URL of the first media segment under it: needed to rewrite the init.
+        #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+        seg: Option<String>,
+    },
+    /// The fMP4 init segment built from an MPEG-TS segment's streams (TS sources are served as
+    /// fMP4: the rewriter adds an EXT-X-MAP pointing here).
+    #[serde(rename = "j")]
+    BuiltInit {
+        /// Absolute URL of the TS segment whose streams describe the init.
+        #[serde(rename = "s")]
+        seg: String,
     },
     /// A media segment to dub.
     #[serde(rename = "s")]
@@ -52,9 +64,9 @@ pub enum RefPayload {
         /// Absolute URL of the source media segment.
         #[serde(rename = "u")]
         url: String,
-        /// Absolute URL of its init segment.
-        #[serde(rename = "i")]
-        init: String,
+        /// Absolute URL of its init segment; none for MPEG-TS sources.
+        #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+        init: Option<String>,
         /// Absolute URL of the previous segment (none at the start or after a discontinuity).
         #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
         prev: Option<String>,
@@ -254,7 +266,7 @@ mod tests {
     fn seg() -> RefPayload {
         RefPayload::Segment {
             url: "http://127.0.0.1:8080/a/seg2.m4s".into(),
-            init: "http://127.0.0.1:8080/a/init.mp4".into(),
+            init: Some("http://127.0.0.1:8080/a/init.mp4".into()),
             prev: Some("http://127.0.0.1:8080/a/seg1.m4s".into()),
             next: Some("http://127.0.0.1:8080/a/seg3.m4s".into()),
             dur: 6.006,
@@ -270,6 +282,14 @@ mod tests {
             seg(),
             RefPayload::Init {
                 url: "https://o.example.com/i.mp4".into(),
+                seg: None,
+            },
+            RefPayload::Init {
+                url: "https://o.example.com/i.mp4".into(),
+                seg: Some("https://o.example.com/s1.m4s".into()),
+            },
+            RefPayload::BuiltInit {
+                seg: "https://o.example.com/s1.ts".into(),
             },
             RefPayload::Playlist {
                 url: "https://o.example.com/a.m3u8?x=1&y=2".into(),
@@ -347,6 +367,7 @@ mod tests {
         assert!(matches!(verify(KEY, &big), Err(Error::BadRequest(_))));
         let long = RefPayload::Init {
             url: format!("http://127.0.0.1/{}", "x".repeat(MAX_REF_LEN)),
+            seg: None,
         };
         assert!(matches!(sign(KEY, &long), Err(Error::BadRequest(_))));
     }

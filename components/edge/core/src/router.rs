@@ -220,10 +220,9 @@ fn entry<H: HttpClient>(lang: &str, query: &str, cfg: &Config, http: &H) -> Resu
     let mut resp = Response::ok(M3U8, cache, out.text.into_bytes());
     resp.headers
         .push(("x-dub-kind".into(), kind_name(out.kind).into()));
-    if out.kind == Kind::Master && out.dubbed_groups == 0 {
+    if out.kind == Kind::Master && out.dubbed_groups == 0 && out.routed_variants == 0 {
         let note = if out.audio_groups == 0 {
-            // No EXT-X-MEDIA TYPE=AUDIO: remuxing muxed variants is not built yet.
-            "muxed audio not dubbed; variants point at the origin"
+            "no variant with audio could be dubbed (none on an allowed origin)"
         } else {
             "no audio rendition could be dubbed (none with a URI on an allowed origin)"
         };
@@ -261,32 +260,66 @@ fn media_playlist<H: HttpClient>(lang: &str, r: &str, cfg: &Config, http: &H) ->
     Ok(resp)
 }
 
-/// An init segment: `/dub/{lang}/i/{ref}.mp4`, validated, bytes passed through unchanged.
+/// An init segment: `/dub/{lang}/i/{ref}.mp4`.
 ///
-/// The dubbed segments keep the source's AudioSpecificConfig, so the source init segment is
-/// also the dubbed one. Encrypted or unsupported tracks pass through as well (their segments
-/// pass through too); so do inits our validator rejects, because a player may still manage them.
+/// For an AAC-LC source the dubbed segments keep the source's AudioSpecificConfig, so the source
+/// init is served byte-identical. Encrypted or unsupported tracks pass through as well (their
+/// segments pass through too); so do inits our validator rejects, because a player may still
+/// manage them. An HE-AAC source is dubbed as AAC-LC: its init is rewritten, which needs the
+/// first media segment under it (the ref carries it). A TS source's init (`BuiltInit`) is built
+/// from the streams of a TS segment.
 fn init<H: HttpClient, M: MediaEngine>(
     r: &str,
     cfg: &Config,
     http: &H,
     media: &M,
 ) -> Result<Response> {
-    let RefPayload::Init { url } = refs::verify(&cfg.signing_key, r)? else {
-        return Err(Error::BadRequest("wrong kind of ref".into()));
+    let (url, seg) = match refs::verify(&cfg.signing_key, r)? {
+        RefPayload::Init { url, seg } => (Some(url), seg),
+        RefPayload::BuiltInit { seg } => (None, Some(seg)),
+        _ => return Err(Error::BadRequest("wrong kind of ref".into())),
     };
-    if !refs::origin_allowed(&cfg.origins, &url) {
+    let allowed = |u: &str| refs::origin_allowed(&cfg.origins, u);
+    if url.as_deref().is_some_and(|u| !allowed(u)) || seg.as_deref().is_some_and(|s| !allowed(s)) {
         return Err(Error::OriginNotAllowed);
     }
+    let Some(url) = url else {
+        // TS: the init is ours, built from the segment's streams.
+        let seg = seg.unwrap_or_default();
+        let body = fetch(http, &seg, pipeline::MAX_SEGMENT)?;
+        let built = media
+            .open_segment(&[], &body)
+            .and_then(|s| media.output_init(&s))
+            .map_err(|_| Error::Origin("cannot build an init from the TS segment".into()))?;
+        let mut resp = Response::ok("video/mp4", IMMUTABLE, built);
+        resp.headers.push(("x-dub-init".into(), "built".into()));
+        return Ok(resp);
+    };
     let body = fetch(http, &url, MAX_INIT_FETCH)?;
     let (verdict, cache) = match media.probe_init(&body) {
         Ok(t) if t.codec == "mp4a.40.2" => ("aac-lc", IMMUTABLE),
+        Ok(t) if t.codec.starts_with("mp4a.40.") => ("rewrite", IMMUTABLE),
         Ok(_) => ("unsupported", IMMUTABLE),
         Err(MediaError::Encrypted(_)) => ("encrypted", IMMUTABLE),
         Err(MediaError::Unsupported(_)) => ("unsupported", IMMUTABLE),
         // Our verdict may change with a newer validator: do not pin it in caches for long.
         Err(_) => ("invalid", "public, max-age=60"),
     };
+    if verdict == "rewrite" {
+        // Another AAC profile (HE-AAC v1/v2): the dub is AAC-LC, so is its init.
+        let rewritten = seg
+            .ok_or_else(|| Error::Origin("no segment to rewrite the init from".into()))
+            .and_then(|s| fetch(http, &s, pipeline::MAX_SEGMENT))
+            .and_then(|m| {
+                media
+                    .open_segment(&body, &m)
+                    .and_then(|s| media.output_init(&s))
+                    .map_err(|_| Error::Origin("cannot rewrite the init".into()))
+            });
+        let mut resp = Response::ok("video/mp4", IMMUTABLE, rewritten?);
+        resp.headers.push(("x-dub-init".into(), "rewritten".into()));
+        return Ok(resp);
+    }
     let mut resp = Response::ok("video/mp4", cache, body);
     resp.headers.push(("x-dub-init".into(), verdict.into()));
     Ok(resp)
@@ -322,7 +355,7 @@ fn segment<H: HttpClient, M: MediaEngine>(
     }
     let allowed = |u: &str| refs::origin_allowed(&cfg.origins, u);
     if !allowed(&url)
-        || !allowed(&init)
+        || init.as_deref().is_some_and(|i| !allowed(i))
         || prev.as_deref().is_some_and(|p| !allowed(p))
         || next.as_deref().is_some_and(|n| !allowed(n))
     {
@@ -507,6 +540,12 @@ mod tests {
         }
         fn open_segment(&self, _: &[u8], _: &[u8]) -> std::result::Result<(), MediaError> {
             Err(MediaError::Internal("stub".into()))
+        }
+        fn output_init(&self, _: &()) -> std::result::Result<Vec<u8>, MediaError> {
+            Err(MediaError::Internal("test engine".into()))
+        }
+        fn repackage(&self, _: &()) -> std::result::Result<Vec<u8>, MediaError> {
+            Err(MediaError::Internal("test engine".into()))
         }
         fn track(&self, _: &()) -> AudioTrack {
             AudioTrack {
@@ -716,13 +755,12 @@ mod tests {
             &m,
         );
         assert_eq!(r.status, 200);
-        assert_eq!(
-            r.header("x-dub-note"),
-            Some("muxed audio not dubbed; variants point at the origin")
-        );
-        assert_eq!(
-            body(&r),
-            format!("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n{O}/v.m3u8\n")
+        // Muxed audio: the variant goes through the edge (its segments are remuxed).
+        assert_eq!(r.header("x-dub-note"), None);
+        let text = body(&r);
+        assert!(
+            text.starts_with("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n/dub/es/p/"),
+            "{text}"
         );
     }
 
@@ -735,6 +773,7 @@ mod tests {
             b"other-key",
             &RefPayload::Init {
                 url: format!("{O}/i.mp4"),
+                seg: None,
             },
         )
         .unwrap();
@@ -742,6 +781,7 @@ mod tests {
             &c.signing_key,
             &RefPayload::Init {
                 url: "http://10.0.0.1/i.mp4".into(),
+                seg: None,
             },
         )
         .unwrap();
@@ -749,7 +789,7 @@ mod tests {
             &c.signing_key,
             &RefPayload::Segment {
                 url: format!("{O}/s.m4s"),
-                init: format!("{O}/i.mp4"),
+                init: Some(format!("{O}/i.mp4")),
                 prev: Some("http://169.254.169.254/latest".into()),
                 next: None,
                 dur: 4.0,
@@ -763,7 +803,7 @@ mod tests {
             &c.signing_key,
             &RefPayload::Segment {
                 url: format!("{O}/s.m4s"),
-                init: format!("{O}/i.mp4"),
+                init: Some(format!("{O}/i.mp4")),
                 prev: None,
                 next: Some("http://10.0.0.1/next.m4s".into()),
                 dur: 4.0,
@@ -777,7 +817,7 @@ mod tests {
             &c.signing_key,
             &RefPayload::Segment {
                 url: format!("{O}/s.m4s"),
-                init: format!("{O}/i.mp4"),
+                init: Some(format!("{O}/i.mp4")),
                 prev: None,
                 next: None,
                 dur: 4.0,
@@ -973,7 +1013,7 @@ mod tests {
                 &c.signing_key,
                 &RefPayload::Segment {
                     url: format!("{O}/{url}"),
-                    init: format!("{O}/init.mp4"),
+                    init: Some(format!("{O}/init.mp4")),
                     prev: None,
                     next: None,
                     dur: 4.0,

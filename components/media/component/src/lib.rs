@@ -117,6 +117,10 @@ impl types::GuestSegment for SegmentRes {
             duration: t.duration,
         }
     }
+
+    fn output_init(&self) -> Result<Vec<u8>, MediaError> {
+        self.0.output_init().map_err(err)
+    }
 }
 
 impl validate::Guest for Component {
@@ -191,5 +195,9 @@ impl remux::Guest for Component {
             lookahead,
         )
         .map_err(err)
+    }
+
+    fn repackage(seg: SegmentBorrow<'_>) -> Result<Vec<u8>, MediaError> {
+        dub_media::repackage(&seg.get::<SegmentRes>().0).map_err(err)
     }
 }

@@ -64,6 +64,9 @@ pub struct Rewritten {
     pub audio_groups: usize,
     /// Master: number of audio groups that got a dubbed rendition.
     pub dubbed_groups: usize,
+    /// Master: number of variants with muxed audio routed through the edge (their segments are
+    /// remuxed: video copied bit-exact, audio dubbed).
+    pub routed_variants: usize,
     /// Media: number of segments pointed at the edge for dubbing.
     pub dubbed_segments: usize,
     /// Media: no EXT-X-ENDLIST.
@@ -164,6 +167,33 @@ fn absolutize_tag(name: &str, value: &str, base: &Url) -> Result<Option<String>>
 
 /// Quote a URI for an attribute list. URIs from `Url` never contain `"`, CR or LF; a verbatim
 /// one that came out of a quoted string cannot either.
+/// Whether a CODECS list names an AAC audio codec (`mp4a.40.*`, or bare `mp4a`).
+fn has_aac(codecs: &str) -> bool {
+    codecs.split(',').any(|c| {
+        let c = c.trim();
+        c == "mp4a" || c.starts_with("mp4a.40.")
+    })
+}
+
+/// The CODECS list after dubbing, when it changes: HE-AAC (`mp4a.40.5`, `mp4a.40.29`) and other
+/// AAC object types become AAC-LC (`mp4a.40.2`), which is what the dub is encoded as.
+fn lc_codecs(codecs: &str) -> Option<String> {
+    let mut changed = false;
+    let out: Vec<&str> = codecs
+        .split(',')
+        .map(|c| {
+            let t = c.trim();
+            if t.starts_with("mp4a.40.") && t != "mp4a.40.2" {
+                changed = true;
+                "mp4a.40.2"
+            } else {
+                t
+            }
+        })
+        .collect();
+    changed.then(|| out.join(","))
+}
+
 fn quote(s: &str) -> String {
     format!("\"{s}\"")
 }
@@ -276,6 +306,9 @@ pub fn rewrite_master(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Re
 
     // Pass 2: emit.
     let mut out = Output::default();
+    // The next URI line is a variant with muxed audio, to be routed through the edge.
+    let mut route_next = false;
+    let mut routed = 0usize;
     for (i, line) in pl.lines.iter().enumerate() {
         match *line {
             Line::Tag {
@@ -316,7 +349,67 @@ pub fn rewrite_master(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Re
                 Some(t) => out.line(&t)?,
                 None => out.line(raw)?,
             },
-            Line::Uri { uri, .. } => out.line(&absolutize(base, uri))?,
+            Line::Tag {
+                name: "EXT-X-STREAM-INF",
+                value: Some(v),
+                raw,
+            } => {
+                let attrs = parse_attrs(v)?;
+                let audio_group = attr(&attrs, "AUDIO");
+                let codecs = attr(&attrs, "CODECS");
+                let group_dubbed = audio_group.is_some_and(|g| dubbed_groups.contains(&g));
+                // Muxed audio: no audio group with renditions of its own (a group whose
+                // renditions have no URI means the audio is in the variant), and an audio codec
+                // we decode, or no CODECS at all.
+                let group_has_uris = audio_group.is_some_and(|g| {
+                    groups
+                        .iter()
+                        .any(|(name, rs)| name == g && rs.iter().any(|r| r.uri.is_some()))
+                });
+                let muxed = !group_has_uris && codecs.is_none_or(|c| has_aac(c));
+                route_next = muxed;
+                let fixed = codecs.filter(|_| group_dubbed || muxed).and_then(lc_codecs);
+                match fixed {
+                    Some(c) => {
+                        let pairs: Vec<(&str, String)> = attrs
+                            .iter()
+                            .map(|a| match a.name {
+                                "CODECS" => (a.name, quote(&c)),
+                                _ => (a.name, a.value.to_string()),
+                            })
+                            .collect();
+                        out.line(&format!("#EXT-X-STREAM-INF:{}", write_attrs(&pairs)))?;
+                    }
+                    None => out.line(raw)?,
+                }
+            }
+            Line::Uri { uri, .. } => {
+                let abs = absolutize(base, uri);
+                let edge = if std::mem::take(&mut route_next)
+                    && is_http(&abs)
+                    && refs::origin_allowed(ctx.origins, &abs)
+                {
+                    refs::sign(
+                        ctx.signing_key,
+                        &RefPayload::Playlist {
+                            url: abs.clone(),
+                            lang: ctx.lang.to_string(),
+                            bg: ctx.bg,
+                            duck_db: ctx.duck_db,
+                        },
+                    )
+                    .ok()
+                } else {
+                    None
+                };
+                match edge {
+                    Some(r) => {
+                        routed += 1;
+                        out.line(&playlist_path(ctx.lang, &r))?;
+                    }
+                    None => out.line(&abs)?,
+                }
+            }
             other => out.line(other.raw())?,
         }
         for (_, text) in inserts.iter().filter(|(after, _)| *after == i) {
@@ -328,13 +421,68 @@ pub fn rewrite_master(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Re
         kind: Kind::Master,
         audio_groups: groups.len(),
         dubbed_groups: dubbed_groups.len(),
+        routed_variants: routed,
         dubbed_segments: 0,
         live: false,
     })
 }
 
+/// Whether a media playlist is an MPEG-TS (or packed audio) stream the edge can serve as fMP4:
+/// no EXT-X-MAP anywhere, no encryption, no byte ranges or gaps, and every segment dubbable.
+///
+/// TS sources are all-or-nothing: once the edge adds an EXT-X-MAP, every segment after it must be
+/// fMP4, so a playlist with one segment that cannot go through the edge passes through unchanged.
+fn is_dubbable_ts(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Result<bool> {
+    let mut dur: Option<f64> = None;
+    let mut segments = 0usize;
+    for line in &pl.lines {
+        match *line {
+            Line::Tag {
+                name: "EXT-X-MAP" | "EXT-X-BYTERANGE" | "EXT-X-GAP" | "EXT-X-PART",
+                ..
+            } => return Ok(false),
+            Line::Tag {
+                name: "EXT-X-KEY",
+                value: Some(v),
+                ..
+            } => {
+                if attr(&parse_attrs(v)?, "METHOD").is_some_and(|m| m != "NONE") {
+                    return Ok(false);
+                }
+            }
+            Line::Tag {
+                name: "EXTINF",
+                value,
+                ..
+            } => dur = value.and_then(extinf_duration),
+            Line::Uri { uri, .. } => {
+                let abs = absolutize(base, uri);
+                let ok = dur.is_some_and(|d| d > 0.0 && d <= MAX_DUB_SEGMENT_SECS)
+                    && is_http(&abs)
+                    && refs::origin_allowed(ctx.origins, &abs);
+                if !ok {
+                    return Ok(false);
+                }
+                segments += 1;
+                dur = None;
+            }
+            _ => {}
+        }
+    }
+    Ok(segments > 0)
+}
+
+/// HLS version that allows EXT-X-MAP without EXT-X-I-FRAMES-ONLY.
+const MAP_VERSION: u32 = 6;
+
 /// Rewrite a media playlist so its segments are dubbed by the edge.
+///
+/// fMP4 segments are dubbed under their own EXT-X-MAP (pointed at the edge, which serves it
+/// unchanged for AAC-LC and rewritten for HE-AAC). An MPEG-TS playlist (see [`is_dubbable_ts`])
+/// becomes an fMP4 one: an EXT-X-MAP built from the first segment is added at the start and after
+/// every discontinuity, the version is raised to 6, and every segment is served as fMP4.
 pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Result<Rewritten> {
+    let ts = is_dubbable_ts(pl, base, ctx)?;
     let mut out = Output::default();
     let mut encrypted = false;
     // Absolute URL of the current init segment, when segments under it can be dubbed.
@@ -345,11 +493,48 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
     let mut byterange = false;
     let mut gap = false;
     let mut live = true;
-    // Dubbed segments are signed at the end, once each one's successor is known.
-    let mut segs: Vec<PendingSegment> = Vec::new();
+    let mut version_seen = false;
+    // TS: an EXT-X-MAP is due before the next segment.
+    let mut map_due = ts;
+    // Dubbed segments and edge-served maps are signed at the end, once each one's successor
+    // (segment) or first segment (map) is known.
+    let mut pending: Vec<Pending> = Vec::new();
 
     for line in &pl.lines {
         match *line {
+            Line::Tag {
+                name: "EXTM3U",
+                raw,
+                ..
+            } if ts && out.text.is_empty() => {
+                out.line(raw)?;
+                if !pl.lines.iter().any(|l| {
+                    matches!(
+                        l,
+                        Line::Tag {
+                            name: "EXT-X-VERSION",
+                            ..
+                        }
+                    )
+                }) {
+                    out.line(&format!("#EXT-X-VERSION:{MAP_VERSION}"))?;
+                }
+            }
+            Line::Tag {
+                name: "EXT-X-VERSION",
+                value,
+                raw,
+            } if ts && !version_seen => {
+                version_seen = true;
+                let v = value
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                if v < MAP_VERSION {
+                    out.line(&format!("#EXT-X-VERSION:{MAP_VERSION}"))?;
+                } else {
+                    out.line(raw)?;
+                }
+            }
             Line::Tag {
                 name: "EXT-X-KEY",
                 value: Some(v),
@@ -370,30 +555,45 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
                 let attrs = parse_attrs(v)?;
                 let abs = attr(&attrs, "URI").map(|u| absolutize(base, u));
                 let old_init = init.take();
-                let mut edge = None;
-                if let Some(abs) = &abs
-                    && attr(&attrs, "BYTERANGE").is_none()
-                    && is_http(abs)
-                    && refs::origin_allowed(ctx.origins, abs)
-                    && let Ok(r) =
-                        refs::sign(ctx.signing_key, &RefPayload::Init { url: abs.clone() })
-                {
-                    edge = Some(init_path(ctx.lang, &r));
+                let dubbable = abs.as_ref().filter(|abs| {
+                    attr(&attrs, "BYTERANGE").is_none()
+                        && is_http(abs)
+                        && refs::origin_allowed(ctx.origins, abs)
+                });
+                if let Some(abs) = dubbable {
                     init = Some(Rc::from(abs.as_str()));
                 }
                 // Neighbours under another init are another stream: no priming or lookahead.
                 if init.is_none() || init != old_init {
                     prev = None;
                 }
-                let pairs: Vec<(&str, String)> = attrs
+                let other: Vec<(String, String)> = attrs
                     .iter()
-                    .map(|a| match (a.name, &edge, &abs) {
-                        ("URI", Some(e), _) => (a.name, quote(e)),
-                        ("URI", None, Some(abs)) => (a.name, quote(abs)),
-                        _ => (a.name, a.value.to_string()),
-                    })
+                    .filter(|a| a.name != "URI")
+                    .map(|a| (a.name.to_string(), a.value.to_string()))
                     .collect();
-                out.line(&format!("#EXT-X-MAP:{}", write_attrs(&pairs)))?;
+                match dubbable {
+                    Some(abs) => {
+                        let at = out.text.len();
+                        out.reserve(abs.len().saturating_mul(2).saturating_add(256))?;
+                        pending.push(Pending::Map(PendingMap {
+                            at,
+                            source: MapSource::Init(abs.clone()),
+                            attrs: other,
+                            first: None,
+                        }));
+                    }
+                    None => {
+                        let pairs: Vec<(&str, String)> = attrs
+                            .iter()
+                            .map(|a| match (a.name, &abs) {
+                                ("URI", Some(abs)) => (a.name, quote(abs)),
+                                _ => (a.name, a.value.to_string()),
+                            })
+                            .collect();
+                        out.line(&format!("#EXT-X-MAP:{}", write_attrs(&pairs)))?;
+                    }
+                }
             }
             Line::Tag {
                 name: "EXTINF",
@@ -425,6 +625,8 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
                 ..
             } => {
                 prev = None;
+                // A new TS stream may have other parameters: a new init for what follows.
+                map_due = ts;
                 out.line(raw)?;
             }
             Line::Tag {
@@ -445,8 +647,25 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
             },
             Line::Uri { uri, .. } => {
                 let abs = absolutize(base, uri);
-                match (&init, dur) {
-                    (Some(init), Some(d))
+                if map_due {
+                    // The map goes before this segment's EXTINF: find that line's start.
+                    let at = last_tag_block_start(&out.text);
+                    out.reserve(abs.len().saturating_add(256))?;
+                    pending.push(Pending::Map(PendingMap {
+                        at,
+                        source: MapSource::Ts,
+                        attrs: Vec::new(),
+                        first: None,
+                    }));
+                    map_due = false;
+                }
+                let init_of_seg: Option<Option<Rc<str>>> = if ts {
+                    Some(None)
+                } else {
+                    init.as_ref().map(|i| Some(Rc::clone(i)))
+                };
+                match (init_of_seg, dur) {
+                    (Some(seg_init), Some(d))
                         if d > 0.0
                             && d <= MAX_DUB_SEGMENT_SECS
                             && !encrypted
@@ -456,13 +675,22 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
                             && refs::origin_allowed(ctx.origins, &abs) =>
                     {
                         out.reserve(abs.len())?;
-                        segs.push(PendingSegment {
+                        // The first segment under a pending map describes it.
+                        if let Some(Pending::Map(m)) = pending
+                            .iter_mut()
+                            .rev()
+                            .find(|p| matches!(p, Pending::Map(_)))
+                            && m.first.is_none()
+                        {
+                            m.first = Some(abs.clone());
+                        }
+                        pending.push(Pending::Segment(PendingSegment {
                             at: out.text.len(),
                             url: abs.clone(),
-                            init: Rc::clone(init),
+                            init: seg_init,
                             prev: prev.take(),
                             dur: d,
-                        });
+                        }));
                         prev = Some(abs);
                     }
                     _ => {
@@ -488,24 +716,39 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
     let cap = out
         .text
         .len()
-        .saturating_add(segs.len().saturating_mul(256));
+        .saturating_add(pending.len().saturating_mul(256));
     let mut text = String::with_capacity(cap.min(MAX_OUTPUT_BYTES));
     let mut from = 0;
     let mut dubbed = 0usize;
-    for (i, s) in segs.iter().enumerate() {
-        let next = segs
-            .get(i + 1)
-            .filter(|n| n.prev.is_some())
-            .map(|n| n.url.as_str());
-        text.push_str(out.text.get(from..s.at).unwrap_or_default());
-        from = s.at;
-        let line = match sign_segment(ctx, s, next) {
-            Some(r) => {
-                dubbed += 1;
-                segment_path(ctx.lang, &r)
+    let segs: Vec<&PendingSegment> = pending
+        .iter()
+        .filter_map(|p| match p {
+            Pending::Segment(s) => Some(s),
+            Pending::Map(_) => None,
+        })
+        .collect();
+    let mut seg_index = 0usize;
+    for p in &pending {
+        let (at, line) = match p {
+            Pending::Segment(s) => {
+                seg_index += 1;
+                let next = segs
+                    .get(seg_index)
+                    .filter(|n| n.prev.is_some())
+                    .map(|n| n.url.as_str());
+                let line = match sign_segment(ctx, s, next) {
+                    Some(r) => {
+                        dubbed += 1;
+                        segment_path(ctx.lang, &r)
+                    }
+                    None => s.url.clone(),
+                };
+                (s.at, line)
             }
-            None => s.url.clone(),
+            Pending::Map(m) => (m.at, map_line(ctx, m)?),
         };
+        text.push_str(out.text.get(from..at).unwrap_or_default());
+        from = at;
         if text.len() + line.len() + 1 > MAX_OUTPUT_BYTES {
             return Err(Error::Playlist("rewritten playlist too large".into()));
         }
@@ -522,9 +765,86 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
         kind: Kind::Media,
         audio_groups: 0,
         dubbed_groups: 0,
+        routed_variants: 0,
         dubbed_segments: dubbed,
         live,
     })
+}
+
+/// Start of the block of tag lines that ends the text (the segment's EXTINF and friends), so a
+/// map can be inserted before them; a discontinuity tag stays before the map.
+fn last_tag_block_start(text: &str) -> usize {
+    let mut at = text.len();
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    for line in body.rsplit('\n') {
+        let is_segment_tag = line.starts_with("#EXTINF")
+            || line.starts_with("#EXT-X-PROGRAM-DATE-TIME")
+            || line.starts_with("#EXT-X-BITRATE")
+            || line.starts_with("#EXT-X-DATERANGE");
+        if !is_segment_tag {
+            break;
+        }
+        at = at.saturating_sub(line.len() + 1);
+    }
+    at
+}
+
+/// An edge-served line decided at the end of a media playlist rewrite.
+enum Pending {
+    /// A dubbed segment.
+    Segment(PendingSegment),
+    /// An EXT-X-MAP pointing at the edge.
+    Map(PendingMap),
+}
+
+/// Where an edge-served init segment comes from.
+enum MapSource {
+    /// The source's own EXT-X-MAP (absolute URL).
+    Init(String),
+    /// Built from the first TS segment after it.
+    Ts,
+}
+
+/// An EXT-X-MAP served by the edge.
+struct PendingMap {
+    /// Byte offset of its line in the output text (a line start).
+    at: usize,
+    /// The source init, or TS.
+    source: MapSource,
+    /// The source tag's other attributes, kept in order.
+    attrs: Vec<(String, String)>,
+    /// The first dubbed segment under it.
+    first: Option<String>,
+}
+
+/// The EXT-X-MAP line for a pending map.
+fn map_line(ctx: &RewriteCtx<'_>, m: &PendingMap) -> Result<String> {
+    let payload = match (&m.source, &m.first) {
+        (MapSource::Init(url), first) => RefPayload::Init {
+            url: url.clone(),
+            seg: first.clone(),
+        },
+        (MapSource::Ts, Some(seg)) => RefPayload::BuiltInit { seg: seg.clone() },
+        // Unreachable: a TS map is only added before a segment that is dubbed.
+        (MapSource::Ts, None) => return Err(Error::Playlist("TS map without a segment".into())),
+    };
+    // Without the first segment the ref may be shorter; a URL too long for a ref is refused.
+    let r = match refs::sign(ctx.signing_key, &payload) {
+        Ok(r) => r,
+        Err(_) => match &m.source {
+            MapSource::Init(url) => refs::sign(
+                ctx.signing_key,
+                &RefPayload::Init {
+                    url: url.clone(),
+                    seg: None,
+                },
+            )?,
+            MapSource::Ts => return Err(Error::Playlist("segment URL too long".into())),
+        },
+    };
+    let mut pairs: Vec<(&str, String)> = vec![("URI", quote(&init_path(ctx.lang, &r)))];
+    pairs.extend(m.attrs.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    Ok(format!("#EXT-X-MAP:{}", write_attrs(&pairs)))
 }
 
 /// A segment of a media playlist to be dubbed, signed once its successor is known.
@@ -533,8 +853,8 @@ struct PendingSegment {
     at: usize,
     /// Absolute URL.
     url: String,
-    /// Absolute URL of its init segment.
-    init: Rc<str>,
+    /// Absolute URL of its init segment (none for TS).
+    init: Option<Rc<str>>,
     /// The previous segment, when linked (see `rewrite_media`).
     prev: Option<String>,
     /// EXTINF duration.
@@ -546,7 +866,7 @@ struct PendingSegment {
 fn sign_segment(ctx: &RewriteCtx<'_>, s: &PendingSegment, next: Option<&str>) -> Option<String> {
     let payload = |prev: Option<&str>, next: Option<&str>| RefPayload::Segment {
         url: s.url.clone(),
-        init: s.init.to_string(),
+        init: s.init.as_deref().map(str::to_string),
         prev: prev.map(str::to_string),
         next: next.map(str::to_string),
         dur: s.dur,
@@ -744,14 +1064,105 @@ https://other.example.net/video/1080p.m3u8
     }
 
     #[test]
-    fn muxed_master_is_made_absolute_and_marked() {
-        let m = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/v.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\n/abs/hi.m3u8\n";
+    fn muxed_variants_are_routed_through_the_edge() {
+        // No audio renditions: the audio is in the variants. Those with AAC (or no CODECS) go
+        // through the edge, whose segments keep the video and carry the dub; a video-only
+        // variant and one off the allowlist stay at the origin.
+        let m = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/v.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2,CODECS=\"avc1.64001f,mp4a.40.5\"\n/abs/hi.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=3,CODECS=\"avc1.64001f\"\nvideo-only.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=4,CODECS=\"avc1.64001f,mp4a.40.2\"\nhttps://evil.example.org/v.m3u8\n";
         let out = run(m, "https://cdn.example.com/a/b/master.m3u8");
         assert_eq!((out.audio_groups, out.dubbed_groups), (0, 0));
+        assert_eq!(out.routed_variants, 2);
+        let lines: Vec<&str> = out.text.lines().collect();
+        assert_eq!(lines[1], "#EXT-X-STREAM-INF:BANDWIDTH=1");
+        let play = |line: &str| ref_of(line, "p", ".m3u8");
         assert_eq!(
-            out.text,
-            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttps://cdn.example.com/a/b/low/v.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\nhttps://cdn.example.com/abs/hi.m3u8\n"
+            play(lines[2]),
+            RefPayload::Playlist {
+                url: "https://cdn.example.com/a/b/low/v.m3u8".into(),
+                lang: "es".into(),
+                bg: Background::Duck,
+                duck_db: None,
+            }
         );
+        // HE-AAC is dubbed as AAC-LC: CODECS follows.
+        assert_eq!(
+            lines[3],
+            "#EXT-X-STREAM-INF:BANDWIDTH=2,CODECS=\"avc1.64001f,mp4a.40.2\""
+        );
+        assert!(
+            matches!(play(lines[4]), RefPayload::Playlist { url, .. } if url == "https://cdn.example.com/abs/hi.m3u8")
+        );
+        assert_eq!(lines[6], "https://cdn.example.com/a/b/video-only.m3u8");
+        assert_eq!(lines[8], "https://evil.example.org/v.m3u8");
+    }
+
+    #[test]
+    fn he_aac_group_codecs_become_lc_when_dubbed() {
+        let m = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",LANGUAGE=\"en\",NAME=\"E\",DEFAULT=YES,URI=\"a/en.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS=\"avc1.4d401e,mp4a.40.29\",AUDIO=\"a\"\nv.m3u8\n";
+        let out = run(m, "https://cdn.example.com/m.m3u8");
+        assert_eq!((out.dubbed_groups, out.routed_variants), (1, 0));
+        assert!(out.text.contains(
+            "CODECS=\"avc1.4d401e,mp4a.40.2\",AUDIO=\"a\"\nhttps://cdn.example.com/v.m3u8\n"
+        ));
+    }
+
+    #[test]
+    fn ts_playlist_becomes_fmp4_with_built_maps() {
+        let ts = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:4.0,\nseg7.ts\n#EXTINF:4.0,\nseg8.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00Z\n#EXTINF:3.0,\nseg9.ts\n#EXT-X-ENDLIST\n";
+        let o = "http://127.0.0.1:8080/ts/";
+        let out = run(ts, &format!("{o}index.m3u8"));
+        assert_eq!(out.dubbed_segments, 3);
+        let lines: Vec<&str> = out.text.lines().collect();
+        assert_eq!(lines[1], "#EXT-X-VERSION:6");
+        assert_eq!(
+            lines[2..4],
+            ["#EXT-X-TARGETDURATION:4", "#EXT-X-MEDIA-SEQUENCE:7"]
+        );
+        let built = |line: &str| ref_of(&uri_attr(line), "i", ".mp4");
+        assert_eq!(
+            built(lines[4]),
+            RefPayload::BuiltInit {
+                seg: format!("{o}seg7.ts")
+            }
+        );
+        assert_eq!(lines[5], "#EXTINF:4.0,");
+        let seg7 = ref_of(lines[6], "s", ".m4s");
+        assert!(
+            matches!(&seg7, RefPayload::Segment { init: None, prev: None, next: Some(n), .. } if *n == format!("{o}seg8.ts"))
+        );
+        assert!(matches!(
+            ref_of(lines[8], "s", ".m4s"),
+            RefPayload::Segment {
+                init: None,
+                prev: Some(_),
+                next: None,
+                ..
+            }
+        ));
+        // After the discontinuity: a new map from the next segment, after the discontinuity
+        // tag and before the segment's own tags.
+        assert_eq!(lines[9], "#EXT-X-DISCONTINUITY");
+        assert_eq!(
+            built(lines[10]),
+            RefPayload::BuiltInit {
+                seg: format!("{o}seg9.ts")
+            }
+        );
+        assert_eq!(lines[11], "#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00Z");
+        assert_eq!(lines[14], "#EXT-X-ENDLIST");
+        assert_eq!(lines.len(), 15);
+
+        // Without a version tag one is added; an encrypted TS playlist passes through whole.
+        let out = run("#EXTM3U\n#EXTINF:4,\na.ts\n", &format!("{o}index.m3u8"));
+        assert!(
+            out.text
+                .starts_with("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-MAP:URI=")
+        );
+        let enc = "#EXTM3U\n#EXTINF:4,\na.ts\n#EXT-X-KEY:METHOD=AES-128,URI=\"k.key\"\n#EXTINF:4,\nb.ts\n";
+        let out = run(enc, &format!("{o}index.m3u8"));
+        assert_eq!(out.dubbed_segments, 0);
+        assert!(!out.text.contains("EXT-X-MAP") && !out.text.contains("/dub/"));
+        assert!(out.text.contains(&format!("{o}a.ts\n")));
     }
 
     #[test]
@@ -812,18 +1223,20 @@ clear.m4s
         assert_eq!(
             init_ref(lines[5]),
             RefPayload::Init {
-                url: format!("{o}init.mp4")
+                url: format!("{o}init.mp4"),
+                seg: Some(format!("{o}seg100.m4s")),
             }
         );
         assert_eq!(
             init_ref(lines[12]),
             RefPayload::Init {
-                url: format!("{o}init2.mp4")
+                url: format!("{o}init2.mp4"),
+                seg: Some(format!("{o}seg102.m4s?x=1")),
             }
         );
         let seg = |url: &str, init: &str, prev: Option<&str>, dur: f64| RefPayload::Segment {
             url: format!("{o}{url}"),
-            init: format!("{o}{init}"),
+            init: Some(format!("{o}{init}")),
             prev: prev.map(|p| format!("{o}{p}")),
             next: (url == "seg100.m4s").then(|| format!("{o}seg101.m4s")),
             dur,
@@ -935,13 +1348,14 @@ clear.m4s
 
     #[test]
     fn media_without_map_or_outside_allowlist_passes_through() {
-        let ts = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n";
+        // TS with one segment off the allowlist: the whole playlist passes through.
+        let ts = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXTINF:4,\nhttps://elsewhere.example.org/b.ts\n#EXT-X-ENDLIST\n";
         let out = run(ts, "https://cdn.example.com/p/x.m3u8");
         assert!(!out.live);
         assert_eq!(out.dubbed_segments, 0);
         assert_eq!(
             out.text,
-            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttps://cdn.example.com/p/a.ts\n#EXT-X-ENDLIST\n"
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttps://cdn.example.com/p/a.ts\n#EXTINF:4,\nhttps://elsewhere.example.org/b.ts\n#EXT-X-ENDLIST\n"
         );
         let off = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"i.mp4\"\n#EXTINF:4,\nhttps://elsewhere.example.org/a.m4s\n";
         let out = run(off, "https://cdn.example.com/p/x.m3u8");
