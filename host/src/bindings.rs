@@ -1,5 +1,6 @@
 //! Host bindings generated from WIT: the `dub:media` interfaces the edge component imports
-//! (implemented natively in `media.rs`) and Spin's `fermyon:spin/variables@2.0.0`.
+//! (implemented natively in `media.rs`), Spin's `fermyon:spin/variables@2.0.0` and
+//! `fermyon:spin/key-value@2.0.0` (in `kv.rs`).
 
 /// `dub:media@0.1.0`, world `media-imports`.
 pub mod media {
@@ -21,5 +22,17 @@ pub mod spin {
         path: "wit/spin-variables.wit",
         world: "variables-host",
         imports: { default: trappable },
+    });
+}
+
+/// `fermyon:spin@2.0.0`, interface `key-value`.
+pub mod kv {
+    wasmtime::component::bindgen!({
+        path: "wit/spin-key-value.wit",
+        world: "key-value-host",
+        imports: { default: trappable },
+        with: {
+            "fermyon:spin/key-value.store": crate::kv::StoreHandle,
+        },
     });
 }

@@ -76,6 +76,9 @@ pub struct RawComponent {
     /// Component variables: values may use `{{ app_variable }}` templates.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Key-value store labels the component may open.
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
     // `dependencies`, `build`, `files`, ... are ignored like any unknown key: dubhost provides
     // `dub:media` natively instead of composing the media component.
 }
@@ -103,6 +106,8 @@ pub struct ComponentConfig {
     /// Resolved component variables (name → value). Values are never logged: some come from
     /// secret application variables.
     pub variables: HashMap<String, String>,
+    /// Key-value store labels the component may open (dubhost provides `default`).
+    pub key_value_stores: Vec<String>,
 }
 
 /// Where application variable overrides come from, highest priority first.
@@ -273,6 +278,7 @@ fn resolve_component(
         source,
         allowed_outbound_hosts: raw.allowed_outbound_hosts.clone(),
         variables,
+        key_value_stores: raw.key_value_stores.clone(),
     })
 }
 
@@ -353,6 +359,7 @@ component = "edge"
 [component.edge]
 source = "build/dub_edge.wasm"
 allowed_outbound_hosts = ["http://127.0.0.1:*", "http://localhost:*"]
+key_value_stores = ["default"]
 
 [component.edge.variables]
 origins = "{{ origins }}"
@@ -407,6 +414,7 @@ source = "build/dub_media.wasm"
         assert_eq!(edge.variables["signing_key"], "k3y");
         assert_eq!(edge.variables["stt_url"], "http://127.0.0.1:8090/v1");
         assert_eq!(edge.variables["auth"], "Bearer ");
+        assert_eq!(edge.key_value_stores, vec!["default"]);
         assert_eq!(edge.variables["literal"], "plain");
         assert_eq!(edge.variables["deadline_fraction"], "0.8");
     }

@@ -205,6 +205,15 @@ impl types::HostSegment for MediaView<'_> {
             .map_err(to_wit_error))
     }
 
+    fn first_pts(&mut self, seg: Resource<SegmentRes>) -> wasmtime::Result<Option<u64>> {
+        Ok(self.table.get(&seg)?.seg.first_pts())
+    }
+
+    fn set_pts_wraps(&mut self, seg: Resource<SegmentRes>, wraps: u32) -> wasmtime::Result<()> {
+        self.table.get_mut(&seg)?.seg.set_pts_wraps(wraps);
+        Ok(())
+    }
+
     fn drop(&mut self, seg: Resource<SegmentRes>) -> wasmtime::Result<()> {
         let seg = self.table.delete(seg)?;
         self.budget.release(seg.bytes);
@@ -293,6 +302,19 @@ impl mix::Host for MediaView<'_> {
         let out = dub_media::mix(bg, &placements, &opts);
         drop(placements);
         match out {
+            Ok(pcm) => self.push_pcm(pcm),
+            Err(e) => Ok(Err(to_wit_error(e))),
+        }
+    }
+
+    fn duck(
+        &mut self,
+        background: Resource<Pcm>,
+        spans: Vec<mix::Span>,
+        duck_db: f32,
+    ) -> wasmtime::Result<Result<Resource<Pcm>, MediaError>> {
+        let spans: Vec<(i64, i64)> = spans.iter().map(|s| (s.start, s.end)).collect();
+        match dub_media::duck(self.table.get(&background)?, &spans, duck_db) {
             Ok(pcm) => self.push_pcm(pcm),
             Err(e) => Ok(Err(to_wit_error(e))),
         }

@@ -3,6 +3,7 @@
 //! component, and a fresh, limited `Store` per request.
 
 use crate::bindings;
+use crate::kv::{KvData, KvLimits, KvStore, KvView};
 use crate::manifest::{App, ComponentConfig};
 use crate::media::{DEFAULT_MEDIA_BUDGET, MediaBudget, MediaData, MediaView};
 use crate::outbound::{AllowList, OutboundHooks};
@@ -60,6 +61,9 @@ pub struct HostState {
     media: MediaBudget,
     started: Instant,
     timeout: Duration,
+    kv: Arc<KvStore>,
+    kv_labels: Arc<[String]>,
+    kv_open: usize,
 }
 
 impl WasiView for HostState {
@@ -105,6 +109,7 @@ pub struct LoadedComponent {
     pre: ProxyPre<HostState>,
     allow: Arc<AllowList>,
     variables: Arc<HashMap<String, String>>,
+    kv_labels: Arc<[String]>,
 }
 
 /// Where a component's machine code came from.
@@ -123,6 +128,8 @@ pub struct Runtime {
     engine: Engine,
     components: HashMap<String, Arc<LoadedComponent>>,
     limits: Limits,
+    /// The app's `default` key-value store, shared by every request.
+    kv: Arc<KvStore>,
 }
 
 /// Engine configuration: async, epoch interruption, pooling allocator sized for
@@ -269,6 +276,15 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>> {
         |s| s,
     )
     .map_err(|e| anyhow!("{e:#}"))?;
+    bindings::kv::fermyon::spin::key_value::add_to_linker::<HostState, KvData>(&mut linker, |s| {
+        KvView {
+            table: &mut s.table,
+            store: &s.kv,
+            labels: &s.kv_labels,
+            open: &mut s.kv_open,
+        }
+    })
+    .map_err(|e| anyhow!("{e:#}"))?;
     bindings::media::MediaImports::add_to_linker::<HostState, MediaData>(&mut linker, |s| {
         MediaView {
             table: &mut s.table,
@@ -297,6 +313,7 @@ impl Runtime {
             engine,
             components,
             limits,
+            kv: Arc::new(KvStore::new(KvLimits::default())),
         })
     }
 
@@ -347,6 +364,7 @@ impl Runtime {
             pre,
             allow: Arc::new(AllowList::new(&config.allowed_outbound_hosts)?),
             variables: Arc::new(config.variables.clone()),
+            kv_labels: config.key_value_stores.clone().into(),
         })
     }
 
@@ -389,6 +407,9 @@ impl Runtime {
             media: MediaBudget::new(self.limits.media_bytes),
             started: Instant::now(),
             timeout: self.limits.request_timeout,
+            kv: self.kv.clone(),
+            kv_labels: component.kv_labels.clone(),
+            kv_open: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -287,3 +287,50 @@ fn he_aac_ts_is_served_as_aac_lc() {
     let (_, _, src_dur) = audio_probe(&dir.join("he/id3-metadata.ts"));
     assert!((dur - src_dur).abs() < 0.03, "{dur} vs {src_dur}");
 }
+
+/// A TS stream whose 33-bit PTS wraps (inside segment 28): served as fMP4, decode times keep
+/// rising across the wrap, each segment starting where the previous one ends, and the whole
+/// rendition decodes without errors.
+#[test]
+fn ts_pts_rollover_keeps_decode_times_rising() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = origin_dir("src-roll", &[("r", "hls-ts/shaka-hls-ts-rollover")], &[]);
+    let origin = origin(&dir);
+    let speech = speech();
+    let edge = edge(&speech);
+    let p = entry(&edge, &format!("{}/vod/r/playlist.m3u8", origin.base()));
+    let text = p.text();
+    let here = format!("{}/dub/es/index.m3u8", edge.base());
+    let init = get(&map_uri(&here, &text).expect("map"), T).expect("init");
+    assert_eq!(init.status, 200, "{}", init.text());
+    let segs = segment_uris(&here, &text);
+    assert_eq!(segs.len(), 10);
+    let mut whole = init.body.clone();
+    let mut prev_end: Option<u64> = None;
+    for (i, u) in segs.iter().enumerate() {
+        let r = get(u, T).expect("segment");
+        assert_eq!(r.status, 200, "segment {i}: {}", r.text());
+        let seg = dub_media::open_segment(&init.body, &r.body).expect("our fMP4 parses");
+        let t = seg.timing();
+        eprintln!(
+            "segment {i}: rung={:?} tfdt={} dur={}",
+            r.header("x-dub-rung"),
+            t.base_decode_time,
+            t.duration
+        );
+        if let Some(end) = prev_end {
+            // 48 kHz: within 1 ms of where the previous segment ended.
+            assert!(
+                t.base_decode_time.abs_diff(end) <= 48,
+                "segment {i} starts at {} but the previous ended at {end}",
+                t.base_decode_time
+            );
+        }
+        prev_end = Some(t.base_decode_time + t.duration);
+        whole.extend_from_slice(&r.body);
+    }
+    let work = temp_dir("src-roll-out");
+    assert_eq!(ffmpeg_errors(&work, "out.mp4", &whole), "");
+    let (_, _, dur) = audio_probe(&work.join("out.mp4"));
+    assert!((dur - 20.0).abs() < 0.2, "{dur} s of audio");
+}

@@ -11,6 +11,7 @@
     reason = "spin-sdk's #[http_component] and wit-bindgen expand to FFI glue with `unsafe`; no hand-written unsafe here"
 )]
 
+mod kv;
 mod media;
 mod outbound;
 
@@ -44,6 +45,13 @@ pub const VARIABLES: &[&str] = &[
     "tts_key",
     "deadline_fraction",
     "deadline_min_ms",
+    "provider_connect_timeout_ms",
+    "provider_first_byte_timeout_ms",
+    "provider_between_bytes_timeout_ms",
+    "retry_budget_ratio",
+    "breaker_failures",
+    "breaker_cooldown_ms",
+    "cache_max_bytes",
 ];
 
 #[spin_sdk::http_component]
@@ -89,7 +97,12 @@ fn respond(req: &IncomingRequest) -> router::Response {
             };
         }
     };
-    router::handle(&request, &cfg, &outbound::WasiHttp, &media::WitMedia)
+    router::handle(
+        &request,
+        &cfg,
+        &kv::with_store(outbound::WasiHttp),
+        &media::WitMedia,
+    )
 }
 
 fn write_response(out: ResponseOutparam, resp: router::Response) {

@@ -67,6 +67,14 @@ impl MediaEngine for WitMedia {
         seg.output_init().map_err(err)
     }
 
+    fn first_pts(&self, seg: &Self::Segment) -> Option<u64> {
+        seg.first_pts()
+    }
+
+    fn set_pts_wraps(&self, seg: &mut Self::Segment, wraps: u32) {
+        seg.set_pts_wraps(wraps);
+    }
+
     fn repackage(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError> {
         remux::repackage(seg).map_err(err)
     }
@@ -122,6 +130,19 @@ impl MediaEngine for WitMedia {
             duck_db: opts.duck_db,
         };
         mix::mix(background, &placements, options).map_err(err)
+    }
+
+    fn duck(
+        &self,
+        background: &Self::Pcm,
+        spans: &[(i64, i64)],
+        duck_db: f32,
+    ) -> Result<Self::Pcm, MediaError> {
+        let spans: Vec<mix::Span> = spans
+            .iter()
+            .map(|&(start, end)| mix::Span { start, end })
+            .collect();
+        mix::duck(background, &spans, duck_db).map_err(err)
     }
 
     fn remux_audio(

@@ -2,11 +2,15 @@
 //!
 //! Every wait (response head, request body writes, response body reads) polls the operation's
 //! pollable together with a monotonic-clock timer at the deadline; if the timer wins the call
-//! fails with [`HttpError::Timeout`] and dropping the resources cancels the request.
+//! fails with [`HttpError::Timeout`] and dropping the resources cancels the request. The phase
+//! timeouts of [`HttpClient::send_timed`] go to the host as `request-options` (connect,
+//! first-byte, between-bytes) and are also enforced here, in case a host ignores them.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use dub_edge_core::http::{FetchLimits, HttpClient, HttpError, HttpRequest, HttpResponse, Method};
+use dub_edge_core::http::{
+    FetchLimits, HttpClient, HttpError, HttpRequest, HttpResponse, Method, Timeouts,
+};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
@@ -26,7 +30,16 @@ pub struct WasiHttp;
 
 impl HttpClient for WasiHttp {
     fn send(&self, req: &HttpRequest, limits: &FetchLimits) -> Result<HttpResponse, HttpError> {
-        let result = self.send_inner(req, limits);
+        self.send_timed(req, limits, &Timeouts::default())
+    }
+
+    fn send_timed(
+        &self,
+        req: &HttpRequest,
+        limits: &FetchLimits,
+        timeouts: &Timeouts,
+    ) -> Result<HttpResponse, HttpError> {
+        let result = self.send_inner(req, limits, timeouts);
         if let Err(e) = &result {
             // Operators need to see failing origins and providers. Log scheme, host and path
             // only: queries can carry tokens, and request headers (keys) are never logged.
@@ -51,6 +64,7 @@ impl WasiHttp {
         &self,
         req: &HttpRequest,
         limits: &FetchLimits,
+        timeouts: &Timeouts,
     ) -> Result<HttpResponse, HttpError> {
         let remaining = limits.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -100,10 +114,22 @@ impl WasiHttp {
 
         // The host enforces these too, so a stalled origin cannot outlive the deadline even if
         // this guest is not polling at that moment. Hosts may not support them: ignore refusals.
+        let phase = |t: Option<Duration>| {
+            t.map_or(budget_ns, |d| {
+                u64::try_from(d.as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .min(budget_ns)
+            })
+        };
         let options = RequestOptions::new();
-        let _ = options.set_connect_timeout(Some(budget_ns));
-        let _ = options.set_first_byte_timeout(Some(budget_ns));
-        let _ = options.set_between_bytes_timeout(Some(budget_ns));
+        let _ = options.set_connect_timeout(Some(phase(timeouts.connect)));
+        let _ = options.set_first_byte_timeout(Some(phase(timeouts.first_byte)));
+        let _ = options.set_between_bytes_timeout(Some(phase(timeouts.between_bytes)));
+        // Our own bound on the head: connect plus first byte, as the host counts them.
+        let head_deadline = monotonic_clock::now()
+            .saturating_add(phase(timeouts.connect))
+            .saturating_add(phase(timeouts.first_byte))
+            .min(deadline);
 
         let body = request
             .body()
@@ -140,7 +166,7 @@ impl WasiHttp {
                 }
                 continue;
             }
-            wait(&future.subscribe(), deadline)?;
+            wait(&future.subscribe(), head_deadline)?;
         };
 
         let status = response.status();
@@ -166,7 +192,8 @@ impl WasiHttp {
         let incoming = response
             .consume()
             .map_err(|()| HttpError::Other("response body unavailable".into()))?;
-        let body = read_all(&incoming, limits.max_body, deadline, declared)?;
+        let gap = timeouts.between_bytes.map(|d| phase(Some(d)));
+        let body = read_all(&incoming, limits.max_body, deadline, gap, declared)?;
         drop(incoming);
         Ok(HttpResponse {
             status,
@@ -176,11 +203,13 @@ impl WasiHttp {
     }
 }
 
-/// Read the whole body, at most `max` bytes, before `deadline`.
+/// Read the whole body, at most `max` bytes, before `deadline`, with at most `gap` ns of
+/// silence between chunks.
 fn read_all(
     incoming: &IncomingBody,
     max: usize,
     deadline: u64,
+    gap: Option<u64>,
     declared: Option<u64>,
 ) -> Result<Vec<u8>, HttpError> {
     let stream = incoming
@@ -191,7 +220,12 @@ fn read_all(
     loop {
         let want = (max - body.len()) as u64 + 1;
         match stream.read(want.min(READ_CHUNK)) {
-            Ok(chunk) if chunk.is_empty() => wait(&stream.subscribe(), deadline)?,
+            Ok(chunk) if chunk.is_empty() => {
+                let until = gap.map_or(deadline, |g| {
+                    monotonic_clock::now().saturating_add(g).min(deadline)
+                });
+                wait(&stream.subscribe(), until)?;
+            }
             Ok(chunk) => {
                 if body.len() + chunk.len() > max {
                     return Err(HttpError::TooLarge(max));

@@ -114,6 +114,21 @@ pub struct Config {
     pub deadline_fraction: f64,
     /// Lower bound on the per-segment deadline, milliseconds.
     pub deadline_min_ms: u64,
+    /// Provider calls: most time to establish a connection, ms (0: the segment deadline only).
+    pub provider_connect_timeout_ms: u64,
+    /// Provider calls: most time from request to response head, ms (0: automatic, 80 % of the
+    /// time left when the attempt starts, see `resilience::AUTO_FIRST_BYTE`).
+    pub provider_first_byte_timeout_ms: u64,
+    /// Provider calls: longest silence inside a response body, ms (0: the deadline only).
+    pub provider_between_bytes_timeout_ms: u64,
+    /// Retries allowed per provider request, over a sliding window (token bucket ratio).
+    pub retry_budget_ratio: f64,
+    /// Consecutive failures that open a provider's circuit breaker (0: no breaker).
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before one probe call is let through, ms.
+    pub breaker_cooldown_ms: u64,
+    /// Largest provider result kept in the content-addressed cache, bytes (0: no cache).
+    pub cache_max_bytes: usize,
 }
 
 impl fmt::Debug for Config {
@@ -140,6 +155,22 @@ impl fmt::Debug for Config {
             .field("tts_key", &hidden(&self.tts_key))
             .field("deadline_fraction", &self.deadline_fraction)
             .field("deadline_min_ms", &self.deadline_min_ms)
+            .field(
+                "provider_connect_timeout_ms",
+                &self.provider_connect_timeout_ms,
+            )
+            .field(
+                "provider_first_byte_timeout_ms",
+                &self.provider_first_byte_timeout_ms,
+            )
+            .field(
+                "provider_between_bytes_timeout_ms",
+                &self.provider_between_bytes_timeout_ms,
+            )
+            .field("retry_budget_ratio", &self.retry_budget_ratio)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
+            .field("cache_max_bytes", &self.cache_max_bytes)
             .finish()
     }
 }
@@ -166,6 +197,13 @@ impl Config {
             s(name, default)
                 .parse::<f64>()
                 .map_err(|_| Error::Config(format!("{name} is not a number")))
+        };
+        // A non-negative whole number (timeouts, counts, sizes).
+        let count = |name: &str, default: &str| -> Result<u64> {
+            s(name, default)
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Error::Config(format!("{name} is not a whole number")))
         };
         let stt_provider = pick(
             "stt_provider",
@@ -254,6 +292,16 @@ impl Config {
             tts_key: opt("tts_key"),
             deadline_fraction: num("deadline_fraction", "0.8")?,
             deadline_min_ms: num("deadline_min_ms", "2000")? as u64,
+            provider_connect_timeout_ms: count("provider_connect_timeout_ms", "2000")?,
+            provider_first_byte_timeout_ms: count("provider_first_byte_timeout_ms", "0")?,
+            provider_between_bytes_timeout_ms: count("provider_between_bytes_timeout_ms", "2000")?,
+            retry_budget_ratio: Some(num("retry_budget_ratio", "0.2")?)
+                .filter(|r| r.is_finite())
+                .ok_or_else(|| Error::Config("retry_budget_ratio is not a number".into()))?
+                .clamp(0.0, 1.0),
+            breaker_failures: count("breaker_failures", "5")?.min(1_000_000) as u32,
+            breaker_cooldown_ms: count("breaker_cooldown_ms", "30000")?,
+            cache_max_bytes: count("cache_max_bytes", "4194304")?.min(64 << 20) as usize,
         })
     }
 
@@ -375,6 +423,40 @@ mod tests {
             with(&[("tts_provider", "elevenlabs")]),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn resilience_and_cache_settings_have_defaults_and_reject_garbage() {
+        let c = with(&[]).unwrap();
+        assert_eq!(
+            (
+                c.provider_connect_timeout_ms,
+                c.provider_first_byte_timeout_ms,
+                c.provider_between_bytes_timeout_ms
+            ),
+            (2000, 0, 2000)
+        );
+        assert_eq!(c.retry_budget_ratio, 0.2);
+        assert_eq!((c.breaker_failures, c.breaker_cooldown_ms), (5, 30_000));
+        assert_eq!(c.cache_max_bytes, 4 << 20);
+        let c = with(&[
+            ("provider_first_byte_timeout_ms", "1500"),
+            ("retry_budget_ratio", "7"),
+            ("cache_max_bytes", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.provider_first_byte_timeout_ms, 1500);
+        assert_eq!(c.retry_budget_ratio, 1.0, "clamped");
+        assert_eq!(c.cache_max_bytes, 0);
+        for (name, value) in [
+            ("breaker_failures", "-1"),
+            ("provider_connect_timeout_ms", "1.5"),
+            ("retry_budget_ratio", "x"),
+            ("retry_budget_ratio", "NaN"),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! In the component it is WASI `outgoing-handler` with deadlines; in tests it is a plain
 //! client talking to local servers that speak each provider's wire format.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// HTTP method of an outbound request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,18 @@ pub struct FetchLimits {
     pub max_body: usize,
 }
 
+/// Per-phase timeouts of one outbound call, each on top of [`FetchLimits::deadline`] (whichever
+/// comes first wins). `None` leaves that phase bounded by the deadline alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the connection (TCP, TLS).
+    pub connect: Option<Duration>,
+    /// From sending the request until the response head arrives.
+    pub first_byte: Option<Duration>,
+    /// Longest silence between two chunks of the response body.
+    pub between_bytes: Option<Duration>,
+}
+
 /// Why an outbound call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -82,4 +94,23 @@ pub enum HttpError {
 pub trait HttpClient {
     /// Send one request. Must return by `limits.deadline` (plus a small scheduling slack).
     fn send(&self, req: &HttpRequest, limits: &FetchLimits) -> Result<HttpResponse, HttpError>;
+
+    /// [`send`](Self::send) with per-phase timeouts as well. A client that cannot tell the
+    /// phases apart keeps this default, which enforces the deadline only.
+    fn send_timed(
+        &self,
+        req: &HttpRequest,
+        limits: &FetchLimits,
+        timeouts: &Timeouts,
+    ) -> Result<HttpResponse, HttpError> {
+        let _ = timeouts;
+        self.send(req, limits)
+    }
+
+    /// The key-value store that provider results, circuit breakers and retry budgets live in,
+    /// if the platform gives one (see [`crate::kv::WithKv`]). It rides on the client because
+    /// both are the platform's outbound services, and the router hands the client through.
+    fn kv(&self) -> Option<&dyn crate::kv::Kv> {
+        None
+    }
 }

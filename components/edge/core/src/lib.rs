@@ -5,15 +5,19 @@
 //! and configuration from Spin variables, then calls [`router::handle`].
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod hls;
 pub mod http;
+pub mod kv;
 pub mod media;
 pub mod pipeline;
 pub mod providers;
 pub mod refs;
+pub mod resilience;
 pub mod router;
+pub mod sentences;
 #[cfg(test)]
 mod testutil;
 

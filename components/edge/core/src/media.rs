@@ -100,6 +100,10 @@ pub trait MediaEngine {
     /// The fMP4 init segment the remuxed output of this segment plays under: the source init
     /// for AAC-LC fMP4, rewritten to AAC-LC for HE-AAC, built from the streams for MPEG-TS.
     fn output_init(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError>;
+    /// MPEG-TS: the first audio PTS as carried (33-bit, 90 kHz); `None` for fMP4.
+    fn first_pts(&self, seg: &Self::Segment) -> Option<u64>;
+    /// MPEG-TS: add `wraps` whole 2^33 PTS wraps to every timestamp of the segment.
+    fn set_pts_wraps(&self, seg: &mut Self::Segment, wraps: u32);
     /// The segment's original audio in the output format, without dubbing (the fallback rung):
     /// the source bytes for AAC-LC fMP4, repackaged as fMP4 for TS, re-encoded for HE-AAC.
     fn repackage(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError>;
@@ -123,6 +127,14 @@ pub trait MediaEngine {
         background: &Self::Pcm,
         voices: &[Placement<'_, Self::Pcm>],
         opts: MixOptions,
+    ) -> Result<Self::Pcm, MediaError>;
+    /// Lower the background by `duck_db` over each `[start, end)` frame span (the "original
+    /// ducked" rung), adding no voice.
+    fn duck(
+        &self,
+        background: &Self::Pcm,
+        spans: &[(i64, i64)],
+        duck_db: f32,
     ) -> Result<Self::Pcm, MediaError>;
     /// Encode and write the dubbed segment. `priming` is PCM just before the segment (the previous
     /// segment's tail) and `lookahead` PCM just after it (the next segment's head, 1024 frames

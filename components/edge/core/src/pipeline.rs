@@ -26,15 +26,16 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::http::{FetchLimits, HttpClient, HttpError, HttpRequest, Method};
 use crate::media::{Background, MediaEngine, MediaError, MixOptions, Placement};
-use crate::providers::{self, ProviderError, Utterance};
+use crate::providers::{self, ProviderError, Transcript};
+use crate::sentences;
 
 /// Everything needed to dub one segment; decoded from a signed ref by the router.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegmentJob {
     /// Absolute URL of the source media segment.
     pub segment_url: String,
-    /// Absolute URL of the source init segment (EXT-X-MAP).
-    pub init_url: String,
+    /// Absolute URL of the source init segment (EXT-X-MAP); none for MPEG-TS.
+    pub init_url: Option<String>,
     /// Absolute URL of the previous segment, if any (context / encoder priming).
     pub prev_url: Option<String>,
     /// Absolute URL of the next segment, if any (encoder lookahead for a seamless join).
@@ -76,6 +77,8 @@ pub const MAX_UTTERANCES: usize = 32;
 pub const STT_RATE: u32 = 16_000;
 /// Slack after the segment end that the last utterance's slot may use before speeding up.
 pub const LAST_SLOT_SLACK_S: f64 = 0.5;
+/// Least time kept back from MT and TTS for the ladder's middle rung (duck and encode).
+pub const LADDER_RESERVE: Duration = Duration::from_millis(250);
 /// Largest speed-up applied to fit an utterance in its slot.
 pub const MAX_SPEED: f64 = 1.25;
 /// PCM frames taken from each neighbouring segment for the join (one AAC frame: what the
@@ -231,8 +234,18 @@ fn ensure_time(deadline: Instant, need: Duration) -> Result<(), Fallback> {
 /// What the dub produced, for the response headers.
 struct Dubbed {
     body: Vec<u8>,
+    rung: Rung,
     utterances: usize,
     timing: String,
+}
+
+/// The rung a served segment is on (`x-dub-rung`), above the original byte-identical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rung {
+    /// The dub.
+    Dub,
+    /// The original audio, ducked where speech was located (it could not be voiced, why).
+    Ducked(Fallback),
 }
 
 /// Origin failure: status and a short client-safe message.
@@ -330,27 +343,62 @@ pub fn dub_segment<H: HttpClient, M: MediaEngine>(
         Err(f) => return error_response(f.status, f.message, &t),
     };
     let content_type = content_type.unwrap_or_else(|| "video/mp4".to_string());
-    let init = match t.time(Stage::Fetch, || {
-        fetch(http, &job.init_url, origin_deadline, MAX_INIT)
-    }) {
-        Ok((init, _)) => init,
-        // The segment itself is fine; the player has its own init.
-        Err(_) => return original(segment, content_type, Fallback::InitError, &t),
+    let init = match &job.init_url {
+        Some(url) => match t.time(Stage::Fetch, || fetch(http, url, origin_deadline, MAX_INIT)) {
+            Ok((init, _)) => init,
+            // The segment itself is fine; the player has its own init.
+            Err(_) => return original(segment, content_type, Fallback::InitError, &t),
+        },
+        // MPEG-TS: the streams describe themselves.
+        None => Vec::new(),
     };
 
-    match dub(http, media, cfg, job, deadline, &init, &segment, &mut t) {
-        Ok(d) => SegmentResponse {
+    let mut seg = match t.time(Stage::Validate, || media.open_segment(&init, &segment)) {
+        Ok(seg) => seg,
+        Err(e) => return original(segment, content_type, Fallback::from_media(&e), &t),
+    };
+    if let Some(first) = media.first_pts(&seg) {
+        let wraps = pts_wraps(http, job, first);
+        media.set_pts_wraps(&mut seg, wraps);
+    }
+    match dub(http, media, cfg, job, deadline, &init, &seg, &mut t) {
+        Ok(Dubbed {
+            body,
+            rung: Rung::Dub,
+            utterances,
+            timing,
+        }) => SegmentResponse {
             status: 200,
             headers: vec![
                 ("content-type".into(), "video/mp4".into()),
                 ("x-dub-rung".into(), "dub".into()),
-                ("x-dub-utterances".into(), d.utterances.to_string()),
-                ("x-dub-timing".into(), d.timing),
+                ("x-dub-utterances".into(), utterances.to_string()),
+                ("x-dub-timing".into(), timing),
                 ("server-timing".into(), t.header()),
             ],
-            body: d.body,
+            body,
         },
-        Err(f) => original(segment, content_type, f, &t),
+        Ok(Dubbed {
+            body,
+            rung: Rung::Ducked(why),
+            ..
+        }) => SegmentResponse {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "video/mp4".into()),
+                ("x-dub-rung".into(), "ducked".into()),
+                ("x-dub-fallback".into(), why.as_str().into()),
+                ("server-timing".into(), t.header()),
+            ],
+            body,
+        },
+        // The original audio in the playlist's format: the source bytes for AAC-LC fMP4,
+        // repackaged for TS, re-encoded as AAC-LC for HE-AAC (the init says AAC-LC).
+        Err(f) => match media.repackage(&seg) {
+            Ok(body) if body == segment => original(segment, content_type, f, &t),
+            Ok(body) => original(body, "video/mp4".into(), f, &t),
+            Err(_) => original(segment, content_type, f, &t),
+        },
     }
 }
 
@@ -378,11 +426,67 @@ fn error_response(status: u16, message: &str, t: &Timings) -> SegmentResponse {
     }
 }
 
+/// One 33-bit MPEG-TS PTS wrap, in 90 kHz ticks (about 26.5 hours).
+const PTS_WRAP: u64 = 1 << 33;
+
+/// Whether the 33-bit PTS wrapped between two consecutive segments' first PTS: the later one is
+/// more than half the range below the earlier.
+fn pts_wrapped(prev_first: u64, first: u64) -> bool {
+    let (p, t) = (prev_first % PTS_WRAP, first % PTS_WRAP);
+    t < p && p - t > PTS_WRAP / 2
+}
+
+/// The key-value key under which a TS segment's wrap count and first PTS are kept.
+fn pts_key(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(url.as_bytes());
+    let mut k = String::from("tsw:");
+    for b in &h[..16] {
+        let _ = write!(k, "{b:02x}");
+    }
+    k
+}
+
+/// How many 2^33 wraps a TS segment's timestamps need so that decode times keep rising across
+/// a PTS wrap (the fMP4 the edge serves has 64-bit decode times; a segment is dubbed on its own).
+///
+/// The count is carried from segment to segment in the key-value store: a segment whose
+/// predecessor was seen takes its count, plus one if the PTS wrapped between them; the first
+/// segment a node sees anchors the count at 0. A segment that contains the wrap is continuous
+/// by itself (dub-media unwraps within a segment). Without a store the count is 0 and decode
+/// times fall back by 2^33 ticks at the wrap, as the source's own PTS do.
+fn pts_wraps(http: &(impl HttpClient + ?Sized), job: &SegmentJob, first: u64) -> u32 {
+    let Some(kv) = http.kv() else {
+        return 0;
+    };
+    let read = |url: &str| -> Option<(u32, u64)> {
+        let v = kv.get(&pts_key(url)).ok()??;
+        let text = std::str::from_utf8(&v).ok()?;
+        let (w, p) = text.split_once(' ')?;
+        Some((w.parse().ok()?, p.parse().ok()?))
+    };
+    if let Some((w, p)) = read(&job.segment_url)
+        && p == first
+    {
+        return w;
+    }
+    let wraps = match job.prev_url.as_deref().and_then(read) {
+        Some((w, prev_first)) => w.saturating_add(u32::from(pts_wrapped(prev_first, first))),
+        None => 0,
+    };
+    // Best effort: a store that fails only costs continuity across a later wrap.
+    let _ = kv.set(
+        &pts_key(&job.segment_url),
+        format!("{wraps} {first}").as_bytes(),
+    );
+    wraps
+}
+
 /// One voiced utterance, at the track's rate and channels.
 struct Voice<P> {
     pcm: P,
-    /// Source start, seconds.
-    start: f64,
+    /// Placement (its `len` is filled in once all voices are known).
+    slot: Slot,
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the same fields
@@ -393,22 +497,21 @@ fn dub<H: HttpClient, M: MediaEngine>(
     job: &SegmentJob,
     deadline: Instant,
     init: &[u8],
-    segment: &[u8],
+    seg: &M::Segment,
     t: &mut Timings,
 ) -> Result<Dubbed, Fallback> {
     ensure_time(deadline, Duration::ZERO)?;
-    let seg = t
-        .time(Stage::Validate, || media.open_segment(init, segment))
-        .map_err(|e| Fallback::from_media(&e))?;
-    let track = media.track(&seg);
+    let track = media.track(seg);
     if track.sample_rate == 0 || track.channels == 0 {
         return Err(Fallback::Invalid);
     }
 
     ensure_time(deadline, Duration::ZERO)?;
+    let decode_started = Instant::now();
     let mut background = t
-        .time(Stage::Decode, || media.decode_audio(&seg))
+        .time(Stage::Decode, || media.decode_audio(seg))
         .map_err(|e| Fallback::from_media(&e))?;
+    let decode_took = decode_started.elapsed();
     ensure_time(deadline, Duration::ZERO)?;
     if media.pcm_rate(&background) != track.sample_rate {
         background = t
@@ -420,81 +523,234 @@ fn dub<H: HttpClient, M: MediaEngine>(
     let rate = track.sample_rate;
     let seg_frames = media.pcm_frames(&background);
     let seg_secs = seg_frames as f64 / rate as f64;
-    let stt_wav = t
-        .time(Stage::Resample, || {
-            media
-                .resample(&background, STT_RATE, 1)
-                .map(|p| media.pcm_to_wav(&p))
+
+    // The neighbours, decoded: their edges make the join seamless and their speech is the
+    // context (previous) and lookahead (next) for sentences cut by the segment edges.
+    let hood = if job.prev_url.is_some() || job.next_url.is_some() {
+        t.time(Stage::Join, || {
+            neighbours(http, media, job, init, seg, deadline)
         })
+    } else {
+        Neighbours::default()
+    };
+    let stt_wav_of = |pcm: &M::Pcm| {
+        media
+            .resample(pcm, STT_RATE, 1)
+            .map(|p| media.pcm_to_wav(&p))
+    };
+    let stt_wav = t
+        .time(Stage::Resample, || stt_wav_of(&background))
         .map_err(|_| Fallback::Media)?;
 
     ensure_time(deadline, MIN_CALL_TIME)?;
+    let stt_started = Instant::now();
     let transcript = t
         .time(Stage::Stt, || {
             providers::transcribe(http, cfg, &stt_wav, deadline)
         })
         .map_err(|e| Fallback::from_provider(&e, Fallback::Stt))?;
-    let mut utterances: Vec<Utterance> = transcript
-        .utterances()
-        .into_iter()
-        .filter(|u| u.start < seg_secs)
-        .collect();
-    utterances.truncate(MAX_UTTERANCES);
-    if utterances.is_empty() {
+    let stt_took = stt_started.elapsed();
+
+    // Context and lookahead transcripts are best effort: each is asked for only while the time
+    // left covers twice what this segment's STT took plus a reserve for MT, TTS and the encode.
+    // Each neighbour is transcribed whole, like its own request does, so a result cache
+    // answers these calls.
+    let reserve = deadline.saturating_duration_since(job.started) * 2 / 5;
+    // A context call may not eat into the reserve either, whatever its provider does.
+    let context_deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
+    let context = |pcm: Option<&M::Pcm>, t: &mut Timings| -> Option<Transcript> {
+        let pcm = pcm?;
+        ensure_time(context_deadline, stt_took * 2 + MIN_CALL_TIME).ok()?;
+        let wav = t.time(Stage::Resample, || stt_wav_of(pcm)).ok()?;
+        t.time(Stage::Stt, || {
+            providers::transcribe(http, cfg, &wav, context_deadline)
+        })
+        .ok()
+    };
+    let prev_transcript = context(hood.prev.as_ref(), t);
+    let next_transcript = context(hood.next.as_ref(), t);
+    let window = sentences::Window {
+        prev: prev_transcript.as_ref().map(|p| (p, hood.prev_secs)),
+        this: &transcript,
+        this_secs: seg_secs,
+        next: next_transcript.as_ref(),
+    };
+    let lookahead = next_transcript.is_some();
+    let mut planned = sentences::plan_window(&window, lookahead);
+    planned.truncate(MAX_UTTERANCES);
+    if planned.is_empty() {
         return Err(Fallback::NoSpeech);
     }
 
-    let translate = !cfg.source_lang.eq_ignore_ascii_case(&job.lang);
-    let mut voices: Vec<Voice<M::Pcm>> = Vec::with_capacity(utterances.len());
-    for u in &utterances {
-        let text = if translate {
-            ensure_time(deadline, MIN_CALL_TIME)?;
-            t.time(Stage::Mt, || {
-                providers::translate(http, cfg, &u.text, &cfg.source_lang, &job.lang, deadline)
-            })
-            .map_err(|e| Fallback::from_provider(&e, Fallback::Mt))?
-        } else {
-            u.text.clone()
-        };
-        if !text.chars().any(char::is_alphanumeric) {
-            continue;
+    // MT and TTS leave time for the ladder's middle rung (duck the located speech, encode):
+    // at least LADDER_RESERVE, more where decoding was slow (encoding costs a few decodes).
+    let reserve = LADDER_RESERVE.max(decode_took * 4);
+    let provider_deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
+    let mut shortened = 0usize;
+    let voiced = (|shortened: &mut usize| -> Result<Vec<Voice<M::Pcm>>, Fallback> {
+        let translate = !cfg.source_lang.eq_ignore_ascii_case(&job.lang);
+        let mut voices: Vec<Voice<M::Pcm>> = Vec::with_capacity(planned.len());
+        for p in &planned {
+            let u = &p.utterance;
+            let text = if translate {
+                ensure_time(provider_deadline, MIN_CALL_TIME)?;
+                t.time(Stage::Mt, || {
+                    providers::translate(
+                        http,
+                        cfg,
+                        &u.text,
+                        &cfg.source_lang,
+                        &job.lang,
+                        provider_deadline,
+                    )
+                })
+                .map_err(|e| Fallback::from_provider(&e, Fallback::Mt))?
+            } else {
+                u.text.clone()
+            };
+            if !text.chars().any(char::is_alphanumeric) {
+                continue;
+            }
+            let speaker = u.speaker.as_deref();
+            let voice = |text: &str, t: &mut Timings| -> Result<M::Pcm, Fallback> {
+                ensure_time(provider_deadline, MIN_CALL_TIME)?;
+                let pcm = t
+                    .time(Stage::Tts, || {
+                        let wav = providers::synthesize_as(
+                            http,
+                            cfg,
+                            text,
+                            &job.lang,
+                            speaker,
+                            provider_deadline,
+                        )?;
+                        media
+                            .pcm_from_wav(&wav)
+                            .map_err(|_| ProviderError::BadResponse("unreadable WAV".into()))
+                    })
+                    .map_err(|e| Fallback::from_provider(&e, Fallback::Tts))?;
+                ensure_time(deadline, Duration::ZERO)?;
+                t.time(Stage::Resample, || {
+                    media.resample(&pcm, rate, track.channels)
+                })
+                .map_err(|_| Fallback::Media)
+            };
+            let mut pcm = voice(&text, t)?;
+            // Too long for its slot even at the speed cap: ask MT once for a shorter rendering
+            // (best effort; providers without a length control answer None).
+            let slot = p.slot_end - p.place_at;
+            let secs = |pcm: &M::Pcm| media.pcm_frames(pcm) as f64 / f64::from(rate);
+            if translate && slot > 0.0 && secs(&pcm) / slot > MAX_SPEED {
+                // What would fit at the cap, in the rendering's own characters per second, and
+                // at most 3/4 of the first request's budget (which the first answer ignored).
+                let chars = text.chars().count() as f64;
+                let fits = (chars * MAX_SPEED * slot / secs(&pcm)).floor() as usize;
+                let first = providers::openai_chat::max_chars(&u.text);
+                let budget = fits.min(first * 3 / 4).max(1);
+                let shorter = ensure_time(provider_deadline, MIN_CALL_TIME)
+                    .ok()
+                    .and_then(|()| {
+                        t.time(Stage::Mt, || {
+                            providers::translate_shorter(
+                                http,
+                                cfg,
+                                &u.text,
+                                &cfg.source_lang,
+                                &job.lang,
+                                budget,
+                                provider_deadline,
+                            )
+                        })
+                        .ok()
+                        .flatten()
+                    })
+                    .filter(|s| s.chars().count() < text.chars().count())
+                    .filter(|s| s.chars().any(char::is_alphanumeric));
+                if let Some(short) = shorter {
+                    *shortened += 1;
+                    if let Ok(p2) = voice(&short, t)
+                        && secs(&p2) < secs(&pcm)
+                        && media.pcm_frames(&p2) > 0
+                    {
+                        pcm = p2;
+                    }
+                }
+            }
+            if media.pcm_frames(&pcm) > 0 {
+                voices.push(Voice {
+                    pcm,
+                    slot: Slot {
+                        place_at: p.place_at,
+                        source_start: u.start,
+                        len: 0.0,
+                        slot_end: p.slot_end,
+                    },
+                });
+            }
         }
-        ensure_time(deadline, MIN_CALL_TIME)?;
-        let pcm = t
-            .time(Stage::Tts, || {
-                let wav = providers::synthesize(http, cfg, &text, &job.lang, deadline)?;
-                media
-                    .pcm_from_wav(&wav)
-                    .map_err(|_| ProviderError::BadResponse("unreadable WAV".into()))
-            })
-            .map_err(|e| Fallback::from_provider(&e, Fallback::Tts))?;
-        ensure_time(deadline, Duration::ZERO)?;
-        let pcm = t
-            .time(Stage::Resample, || {
-                media.resample(&pcm, rate, track.channels)
-            })
-            .map_err(|_| Fallback::Media)?;
-        if media.pcm_frames(&pcm) > 0 {
-            voices.push(Voice {
-                pcm,
-                start: u.start,
+        Ok(voices)
+    })(&mut shortened);
+    let voices = match voiced {
+        Ok(v) if v.is_empty() => return Err(Fallback::NoSpeech),
+        Ok(v) => v,
+        Err(why) => {
+            // The speech is located but cannot be voiced: the original, ducked where it speaks.
+            let spans: Vec<(i64, i64)> = planned
+                .iter()
+                .map(|p| {
+                    let frames = |secs: f64| (secs * f64::from(rate)).round() as i64;
+                    (frames(p.utterance.start), frames(p.utterance.end))
+                })
+                .collect();
+            ensure_time(deadline, Duration::ZERO).map_err(|_| why)?;
+            let ducked = t
+                .time(Stage::Mix, || media.duck(&background, &spans, job.duck_db))
+                .map_err(|_| why)?;
+            ensure_time(deadline, Duration::ZERO).map_err(|_| why)?;
+            let body = t
+                .time(Stage::Encode, || {
+                    media.remux_audio(seg, &ducked, hood.priming.as_ref(), hood.lookahead.as_ref())
+                })
+                .map_err(|_| why)?;
+            eprintln!(
+                "dub-edge: segment ducked lang={} reason={} spans={}",
+                job.lang,
+                why.as_str(),
+                spans.len()
+            );
+            return Ok(Dubbed {
+                body,
+                rung: Rung::Ducked(why),
+                utterances: 0,
+                timing: String::new(),
             });
         }
-    }
-    if voices.is_empty() {
-        return Err(Fallback::NoSpeech);
-    }
+    };
 
-    let timed: Vec<(f64, f64)> = voices
+    let slots: Vec<Slot> = voices
         .iter()
-        .map(|v| (v.start, media.pcm_frames(&v.pcm) as f64 / rate as f64))
+        .map(|v| Slot {
+            len: media.pcm_frames(&v.pcm) as f64 / rate as f64,
+            ..v.slot
+        })
         .collect();
-    let (aligned, stats) = align(&timed, seg_secs, rate);
+    let (aligned, stats) = align(&slots, seg_secs, lookahead, rate);
+    // A voice that does not fit even at the speed cap is cut where the next voice starts.
+    let cut: Vec<Option<M::Pcm>> = voices
+        .iter()
+        .zip(&aligned)
+        .map(|(v, a)| {
+            a.keep_frames
+                .filter(|&k| k < media.pcm_frames(&v.pcm))
+                .map(|k| media.pcm_slice(&v.pcm, 0, k))
+        })
+        .collect();
     let placements: Vec<Placement<'_, M::Pcm>> = voices
         .iter()
         .zip(&aligned)
-        .map(|(v, a)| Placement {
-            speech: &v.pcm,
+        .zip(&cut)
+        .map(|((v, a), c)| Placement {
+            speech: c.as_ref().unwrap_or(&v.pcm),
             start_frame: a.start_frame,
             speed: a.speed as f32,
         })
@@ -509,46 +765,77 @@ fn dub<H: HttpClient, M: MediaEngine>(
         .time(Stage::Mix, || media.mix(&background, &placements, opts))
         .map_err(|_| Fallback::Media)?;
     ensure_time(deadline, Duration::ZERO)?;
-    let (priming, lookahead) = if job.prev_url.is_some() || job.next_url.is_some() {
-        t.time(Stage::Join, || {
-            join_edges(http, media, job, init, &seg, deadline)
-        })
-    } else {
-        (None, None)
-    };
-    ensure_time(deadline, Duration::ZERO)?;
     let body = t
         .time(Stage::Encode, || {
-            media.remux_audio(&seg, &mixed, priming.as_ref(), lookahead.as_ref())
+            media.remux_audio(seg, &mixed, hood.priming.as_ref(), hood.lookahead.as_ref())
         })
         .map_err(|e| Fallback::from_media(&e))?;
 
     let speeds: Vec<String> = aligned.iter().map(|a| format!("{:.2}", a.speed)).collect();
+    let timing = format!(
+        "start_err_ms={:.1};speeds={};overflow_ms={};shortened={shortened};context={}{}",
+        stats.start_err_ms,
+        speeds.join(","),
+        (stats.overflow_s * 1000.0).round() as u64,
+        if prev_transcript.is_some() {
+            "prev"
+        } else {
+            ""
+        },
+        if lookahead { "+next" } else { "" },
+    );
+    // Operators' per-segment record (no URLs: they may carry tokens).
+    eprintln!(
+        "dub-edge: segment dubbed lang={} voices={} {timing}",
+        job.lang,
+        placements.len()
+    );
     Ok(Dubbed {
         body,
+        rung: Rung::Dub,
         utterances: placements.len(),
-        timing: format!(
-            "start_err_ms={:.1};speeds={};overflow_ms={}",
-            stats.start_err_ms,
-            speeds.join(","),
-            (stats.overflow_s * 1000.0).round() as u64
-        ),
+        timing,
     })
 }
 
-/// The previous segment's last and the next segment's first [`JOIN_FRAMES`] PCM frames, for
-/// encoder priming and lookahead. Each side is best effort: a neighbour that cannot be fetched
-/// (same size cap as the segment, within the origin deadline), is not a valid segment under the
-/// same init, is not contiguous in decode time, or does not fit in half the time left before the
-/// deadline (the encode needs the rest) is `None`, and never costs the dub.
-fn join_edges<H: HttpClient, M: MediaEngine>(
+/// The neighbouring segments, decoded at this segment's rate and channels.
+struct Neighbours<P> {
+    /// The previous segment's audio (sentence context).
+    prev: Option<P>,
+    /// Its length in seconds.
+    prev_secs: f64,
+    /// The next segment's audio (sentence lookahead).
+    next: Option<P>,
+    /// The previous segment's last [`JOIN_FRAMES`] (encoder priming).
+    priming: Option<P>,
+    /// The next segment's first [`JOIN_FRAMES`] (encoder lookahead).
+    lookahead: Option<P>,
+}
+
+impl<P> Default for Neighbours<P> {
+    fn default() -> Self {
+        Self {
+            prev: None,
+            prev_secs: 0.0,
+            next: None,
+            priming: None,
+            lookahead: None,
+        }
+    }
+}
+
+/// Fetch and decode the neighbouring segments. Each side is best effort: a neighbour that
+/// cannot be fetched (same size cap as the segment, within the origin deadline), is not a valid
+/// segment under the same init, is not contiguous in decode time, or does not fit in half the
+/// time left before the deadline is `None`, and never costs the dub.
+fn neighbours<H: HttpClient, M: MediaEngine>(
     http: &H,
     media: &M,
     job: &SegmentJob,
     init: &[u8],
     seg: &M::Segment,
     deadline: Instant,
-) -> (Option<M::Pcm>, Option<M::Pcm>) {
+) -> Neighbours<M::Pcm> {
     let now = Instant::now();
     let budget_end = now + deadline.saturating_duration_since(now) / 2;
     let fetch_deadline = job
@@ -557,17 +844,40 @@ fn join_edges<H: HttpClient, M: MediaEngine>(
         .map_or(budget_end, |d| d.min(budget_end));
     let track = media.track(seg);
     let timing = media.timing(seg);
-    let edge = |url: Option<&str>, is_prev: bool| -> Option<M::Pcm> {
+    let this_pts = media.first_pts(seg);
+    let this_wraps = match (this_pts, http.kv()) {
+        (Some(first), Some(_)) => pts_wraps(http, job, first),
+        _ => 0,
+    };
+    let decode = |url: Option<&str>, is_prev: bool| -> Option<M::Pcm> {
         let url = url?;
         ensure_time(budget_end, MIN_CALL_TIME).ok()?;
         let (bytes, _) = fetch(http, url, fetch_deadline, MAX_SEGMENT).ok()?;
         ensure_time(budget_end, Duration::ZERO).ok()?;
-        let other = media.open_segment(init, &bytes).ok()?;
+        let mut other = media.open_segment(init, &bytes).ok()?;
+        if let (Some(this_first), Some(first)) = (this_pts, media.first_pts(&other)) {
+            // TS: the neighbour's wraps relative to this segment's.
+            let wraps = if is_prev {
+                this_wraps.saturating_sub(u32::from(pts_wrapped(first, this_first)))
+            } else {
+                this_wraps.saturating_add(u32::from(pts_wrapped(this_first, first)))
+            };
+            media.set_pts_wraps(&mut other, wraps);
+        }
         let (ot, tt) = (media.timing(&other), timing);
+        // fMP4 neighbours meet exactly; TS ones (decode times from 90 kHz PTS) within 1 ms.
+        let slack = u64::from(track.timescale / 1000);
+        let meets = |end: Option<u64>, start: u64| end.is_some_and(|e| e.abs_diff(start) <= slack);
         let contiguous = if is_prev {
-            ot.base_decode_time.checked_add(ot.duration) == Some(tt.base_decode_time)
+            meets(
+                ot.base_decode_time.checked_add(ot.duration),
+                tt.base_decode_time,
+            )
         } else {
-            tt.base_decode_time.checked_add(tt.duration) == Some(ot.base_decode_time)
+            meets(
+                tt.base_decode_time.checked_add(tt.duration),
+                ot.base_decode_time,
+            )
         };
         if !contiguous || media.track(&other) != track {
             return None;
@@ -578,21 +888,33 @@ fn join_edges<H: HttpClient, M: MediaEngine>(
                 .resample(&pcm, track.sample_rate, track.channels)
                 .ok()?;
         }
-        let n = media.pcm_frames(&pcm);
-        if n == 0 {
-            return None;
-        }
-        let start = if is_prev {
-            n.saturating_sub(JOIN_FRAMES)
-        } else {
-            0
-        };
-        Some(media.pcm_slice(&pcm, start, JOIN_FRAMES))
+        (media.pcm_frames(&pcm) > 0).then_some(pcm)
     };
-    (
-        edge(job.prev_url.as_deref(), true),
-        edge(job.next_url.as_deref(), false),
-    )
+    let prev = decode(job.prev_url.as_deref(), true);
+    let next = decode(job.next_url.as_deref(), false);
+    let prev_frames = prev.as_ref().map_or(0, |p| media.pcm_frames(p));
+    Neighbours {
+        priming: prev
+            .as_ref()
+            .map(|p| media.pcm_slice(p, prev_frames.saturating_sub(JOIN_FRAMES), JOIN_FRAMES)),
+        lookahead: next.as_ref().map(|n| media.pcm_slice(n, 0, JOIN_FRAMES)),
+        prev_secs: prev_frames as f64 / f64::from(track.sample_rate.max(1)),
+        prev,
+        next,
+    }
+}
+
+/// One voice to place: where, how long, and its slot (seconds on the segment's timeline).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Slot {
+    /// Where the voice starts.
+    place_at: f64,
+    /// Where the source sentence starts.
+    source_start: f64,
+    /// The voice's length at speed 1.
+    len: f64,
+    /// Where the voice must have ended (see [`sentences::Planned::slot_end`]).
+    slot_end: f64,
 }
 
 /// Where and how fast one voice is placed.
@@ -600,6 +922,8 @@ fn join_edges<H: HttpClient, M: MediaEngine>(
 struct Aligned {
     start_frame: i64,
     speed: f64,
+    /// Frames of the voice (before the speed-up) to keep, when it must be cut.
+    keep_frames: Option<u64>,
 }
 
 /// Alignment measures reported in `x-dub-timing`.
@@ -607,34 +931,47 @@ struct Aligned {
 struct AlignStats {
     /// Largest |placed start − source start|, milliseconds.
     start_err_ms: f64,
-    /// Speech that collides with the next voice or is cut at the segment end, seconds.
+    /// Voice past its slot (after the speed-up), seconds: cut where the next voice starts, by
+    /// the segment end without lookahead, and otherwise played into the pause.
     overflow_s: f64,
 }
 
-/// Place voices given as (source start, length) in seconds, sorted by start: each starts at its
-/// source time and may run into the pause before the next one (the last: until
-/// [`LAST_SLOT_SLACK_S`] past the segment end); it is sped up, at most [`MAX_SPEED`], only
-/// when it would not fit that slot.
-fn align(voices: &[(f64, f64)], seg_secs: f64, rate: u32) -> (Vec<Aligned>, AlignStats) {
+/// Place voices, sorted by placement: each starts at `place_at` and is sped up, at most
+/// [`MAX_SPEED`], only when it would not fit its slot; what still does not fit is cut where the
+/// next voice starts. Without lookahead the mix cuts at the segment end; with it, the next
+/// segment plays the part past the end.
+fn align(voices: &[Slot], seg_secs: f64, lookahead: bool, rate: u32) -> (Vec<Aligned>, AlignStats) {
     let rate = f64::from(rate);
     let mut stats = AlignStats::default();
     let mut out = Vec::with_capacity(voices.len());
-    for (i, &(start, len)) in voices.iter().enumerate() {
-        let next = voices.get(i + 1).map(|n| n.0);
-        let slot = next.unwrap_or(seg_secs + LAST_SLOT_SLACK_S) - start;
+    for (i, v) in voices.iter().enumerate() {
+        let slot = v.slot_end - v.place_at;
         let speed = if slot > 0.0 {
-            (len / slot).clamp(1.0, MAX_SPEED)
+            (v.len / slot).clamp(1.0, MAX_SPEED)
         } else {
             MAX_SPEED
         };
-        let start_frame = (start * rate).round() as i64;
+        let start_frame = (v.place_at * rate).round() as i64;
         stats.start_err_ms = stats
             .start_err_ms
-            .max((start_frame as f64 / rate - start).abs() * 1000.0);
-        // The mix cuts the last voice at the segment end, whatever its slot.
-        let hard_end = next.unwrap_or(seg_secs);
-        stats.overflow_s += (start + len / speed - hard_end).max(0.0);
-        out.push(Aligned { start_frame, speed });
+            .max((start_frame as f64 / rate - v.source_start).abs() * 1000.0);
+        let end = v.place_at + v.len / speed;
+        let hard_end = if lookahead {
+            v.slot_end
+        } else {
+            v.slot_end.min(seg_secs)
+        };
+        stats.overflow_s += (end - hard_end).max(0.0);
+        let next = voices.get(i + 1).map(|n| n.place_at);
+        let keep_frames = match next {
+            Some(n) if end > n => Some(((n - v.place_at).max(0.0) * speed * rate).round() as u64),
+            _ => None,
+        };
+        out.push(Aligned {
+            start_frame,
+            speed,
+            keep_frames,
+        });
     }
     (out, stats)
 }
@@ -682,6 +1019,26 @@ mod tests {
         }
         fn track(&self, seg: &Self::Segment) -> AudioTrack {
             conv_track(seg.track())
+        }
+        fn output_init(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError> {
+            seg.output_init().map_err(media_err)
+        }
+        fn repackage(&self, seg: &Self::Segment) -> Result<Vec<u8>, MediaError> {
+            dub_media::repackage(seg).map_err(media_err)
+        }
+        fn first_pts(&self, seg: &Self::Segment) -> Option<u64> {
+            seg.first_pts()
+        }
+        fn set_pts_wraps(&self, seg: &mut Self::Segment, wraps: u32) {
+            seg.set_pts_wraps(wraps);
+        }
+        fn duck(
+            &self,
+            background: &Self::Pcm,
+            spans: &[(i64, i64)],
+            duck_db: f32,
+        ) -> Result<Self::Pcm, MediaError> {
+            dub_media::duck(background, spans, duck_db).map_err(media_err)
         }
         fn timing(&self, seg: &Self::Segment) -> SegmentTiming {
             let t = seg.timing();
@@ -922,7 +1279,7 @@ mod tests {
     fn job(origin: &TestServer, background: Background) -> SegmentJob {
         SegmentJob {
             segment_url: format!("{}/seg.mp4", origin.url()),
-            init_url: format!("{}/init.mp4", origin.url()),
+            init_url: Some(format!("{}/init.mp4", origin.url())),
             prev_url: None,
             next_url: None,
             duration: 10.0,
@@ -982,6 +1339,58 @@ mod tests {
     }
 
     #[test]
+    fn pts_wraps_are_carried_from_segment_to_segment_in_the_store() {
+        use crate::kv::{MemoryKv, MemoryLimits, WithKv};
+        let node = WithKv {
+            http: StdHttpClient,
+            kv: MemoryKv::new(MemoryLimits::default()),
+        };
+        let s = 90_000u64;
+        // Segments 2 s apart; the PTS wraps inside s2 (dub-media unwraps that one itself).
+        let firsts = [
+            PTS_WRAP - 5 * s,
+            PTS_WRAP - 3 * s,
+            PTS_WRAP - s,
+            s,
+            3 * s,
+            5 * s,
+        ];
+        let jobs: Vec<SegmentJob> = (0..firsts.len())
+            .map(|i| SegmentJob {
+                segment_url: format!("http://o/s{i}.ts"),
+                init_url: None,
+                prev_url: i.checked_sub(1).map(|p| format!("http://o/s{p}.ts")),
+                next_url: None,
+                duration: 2.0,
+                lang: "es".into(),
+                background: Background::Duck,
+                duck_db: 12.0,
+                started: Instant::now(),
+            })
+            .collect();
+        let wraps: Vec<u32> = jobs
+            .iter()
+            .zip(firsts)
+            .map(|(j, f)| pts_wraps(&node, j, f))
+            .collect();
+        assert_eq!(wraps, [0, 0, 0, 1, 1, 1]);
+        // Asked again (a replay, another variant): the same answer.
+        assert_eq!(pts_wraps(&node, &jobs[4], firsts[4]), 1);
+        // A node that first sees a segment after the wrap anchors there.
+        let fresh = WithKv {
+            http: StdHttpClient,
+            kv: MemoryKv::new(MemoryLimits::default()),
+        };
+        assert_eq!(pts_wraps(&fresh, &jobs[4], firsts[4]), 0);
+        assert_eq!(pts_wraps(&fresh, &jobs[5], firsts[5]), 0);
+        // Without a store: 0.
+        assert_eq!(pts_wraps(&StdHttpClient, &jobs[4], firsts[4]), 0);
+        assert!(
+            pts_wrapped(PTS_WRAP - 1, 0) && !pts_wrapped(0, PTS_WRAP - 1) && !pts_wrapped(5, 9)
+        );
+    }
+
+    #[test]
     fn deadline_is_a_fraction_of_the_duration_with_a_floor() {
         let mut cfg = test_config();
         cfg.deadline_fraction = 0.8;
@@ -1008,55 +1417,56 @@ mod tests {
         );
     }
 
+    fn slot(place_at: f64, len: f64, slot_end: f64) -> Slot {
+        Slot {
+            place_at,
+            source_start: place_at,
+            len,
+            slot_end,
+        }
+    }
+
     #[test]
-    fn align_speeds_up_only_what_does_not_fit_and_counts_overflow() {
-        let (a, stats) = align(
-            &[(1.0, 1.0), (2.0, 1.5), (3.0, 2.0), (3.9, 0.05)],
-            4.0,
-            48_000,
-        );
-        assert_eq!(
-            a[0],
-            Aligned {
-                start_frame: 48_000,
-                speed: 1.0
-            }
-        );
-        assert_eq!(
-            a[1],
-            Aligned {
-                start_frame: 96_000,
-                speed: 1.25
-            }
-        );
-        // Slot 0.9 s for 2.0 s: capped at 1.25, 1.6 s long, 0.7 s into the next voice.
-        assert_eq!(
-            a[2],
-            Aligned {
-                start_frame: 144_000,
-                speed: 1.25
-            }
-        );
+    fn align_speeds_up_only_what_does_not_fit_cuts_at_the_next_voice_and_counts_overflow() {
+        let voices = [
+            slot(1.0, 1.0, 2.0),
+            slot(2.0, 1.5, 3.0),
+            slot(3.0, 2.0, 3.9),
+            slot(3.9, 0.05, 4.9),
+        ];
+        let (a, stats) = align(&voices, 4.0, false, 48_000);
+        let at = |start_frame, speed, keep_frames| Aligned {
+            start_frame,
+            speed,
+            keep_frames,
+        };
+        assert_eq!(a[0], at(48_000, 1.0, None));
+        // 1.5 s into a 1 s slot: capped at 1.25 (1.2 s), cut where the next voice starts.
+        assert_eq!(a[1], at(96_000, 1.25, Some(60_000)));
+        // Slot 0.9 s for 2.0 s: capped at 1.25, 1.6 s long, cut at 3.9 s.
+        assert_eq!(a[2], at(144_000, 1.25, Some(54_000)));
         // Last: ends before the segment end, so nothing is cut.
-        assert_eq!(
-            a[3],
-            Aligned {
-                start_frame: 187_200,
-                speed: 1.0
-            }
-        );
+        assert_eq!(a[3], at(187_200, 1.0, None));
         assert!((stats.overflow_s - (0.2 + 0.7)).abs() < 1e-9, "{stats:?}");
         assert_eq!(stats.start_err_ms, 0.0);
-        // Sub-frame starts round to the nearest frame; overlapping starts get the max speed.
-        let (a, stats) = align(&[(0.00001, 0.5), (0.00001, 0.5)], 1.0, 8_000);
-        assert_eq!(
-            a[0],
-            Aligned {
-                start_frame: 0,
-                speed: MAX_SPEED
-            }
-        );
+
+        // A last voice running past the segment end into its pause: cut (and counted) without
+        // lookahead; with lookahead the next segment plays the rest, so it is not overflow.
+        let tail = [slot(3.5, 1.0, 4.9)];
+        let (_, cut) = align(&tail, 4.0, false, 48_000);
+        assert!((cut.overflow_s - 0.5).abs() < 1e-9, "{cut:?}");
+        let (a, played) = align(&tail, 4.0, true, 48_000);
+        assert_eq!((a[0].speed, played.overflow_s), (1.0, 0.0));
+
+        // Sub-frame starts round to the nearest frame; overlapping starts get the max speed; a
+        // voice placed away from its source start (deferred to the segment start) reports it.
+        let mut v = [slot(0.00001, 0.5, 0.00001), slot(0.00001, 0.5, 1.0)];
+        let (a, stats) = align(&v, 1.0, false, 8_000);
+        assert_eq!((a[0].start_frame, a[0].speed), (0, MAX_SPEED));
         assert!((stats.start_err_ms - 0.01).abs() < 1e-9);
+        v[1].source_start = -0.25;
+        let (_, stats) = align(&v, 1.0, false, 8_000);
+        assert!((stats.start_err_ms - 250.0).abs() < 1e-6);
     }
 
     #[test]
@@ -1096,7 +1506,7 @@ mod tests {
 
         // Init missing but segment present: the original is still playable.
         let mut j = job(&r.origin, Background::Duck);
-        j.init_url = format!("{}/nope.mp4", r.origin.url());
+        j.init_url = Some(format!("{}/nope.mp4", r.origin.url()));
         let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
         assert_original(&resp, "init-error");
         assert_eq!(
@@ -1164,7 +1574,9 @@ mod tests {
         );
         let timing = header(&resp, "x-dub-timing").unwrap();
         let fields: Vec<&str> = timing.split(';').collect();
-        assert_eq!(fields.len(), 3, "{timing}");
+        assert_eq!(fields.len(), 5, "{timing}");
+        assert_eq!(fields[3], "shortened=0");
+        assert_eq!(fields[4], "context=", "no neighbours in this job");
         assert_eq!(fields[0], "start_err_ms=0.0");
         let speeds: Vec<f64> = fields[1]
             .strip_prefix("speeds=")
@@ -1257,6 +1669,51 @@ mod tests {
         10.0 * (err.max(1e-12) / sig.max(1e-12)).log10()
     }
 
+    /// Level of `b` relative to `a` over `[from_s, to_s)`, dB.
+    fn gain_db(a: &dub_media::Pcm, b: &dub_media::Pcm, from_s: f64, to_s: f64) -> f64 {
+        let ch = usize::from(a.channels);
+        let idx = |t: f64| {
+            ((t * f64::from(a.sample_rate)) as usize * ch).min(a.samples.len().min(b.samples.len()))
+        };
+        let (x, y) = (idx(from_s), idx(to_s));
+        let energy = |p: &dub_media::Pcm| -> f64 {
+            p.samples[x..y].iter().map(|v| f64::from(*v).powi(2)).sum()
+        };
+        10.0 * (energy(b).max(1e-12) / energy(a).max(1e-12)).log10()
+    }
+
+    /// The middle rung: the original audio, ducked by the job's 12 dB where the recogniser
+    /// located speech (1.0–2.1 s and 4.0–5.6 s in `two_sentences_json`), unchanged elsewhere.
+    fn assert_ducked(resp: &SegmentResponse, fallback: &str) {
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            header(resp, "x-dub-rung"),
+            Some("ducked"),
+            "{:?}",
+            resp.headers
+        );
+        assert_eq!(header(resp, "x-dub-fallback"), Some(fallback));
+        let init = corpus(SINTEL_INIT);
+        let src =
+            dub_media::decode_audio(&dub_media::open_segment(&init, &corpus(SINTEL_SEG)).unwrap())
+                .unwrap();
+        let out =
+            dub_media::decode_audio(&dub_media::open_segment(&init, &resp.body).unwrap()).unwrap();
+        assert_eq!(out.frames(), src.frames());
+        for (from, to, want) in [
+            (0.1, 0.9, 0.0),
+            (1.1, 2.0, -12.0),
+            (4.1, 5.5, -12.0),
+            (6.0, 9.5, 0.0),
+        ] {
+            let g = gain_db(&src, &out, from, to);
+            assert!(
+                (g - want).abs() <= 0.5,
+                "{from}-{to} s: {g:.2} dB, want {want} ± 0.5 dB"
+            );
+        }
+    }
+
     #[test]
     fn ducked_dub_keeps_the_background_outside_speech() {
         let r = rig(
@@ -1292,6 +1749,11 @@ mod tests {
             "background changed: {before:.1} / {after:.1} dB"
         );
         assert!(during > -3.0, "no dub audible under speech: {during:.1} dB");
+        // Outside speech (and the ramps) the background level is unchanged: ±0.5 dB.
+        for (from, to) in [(0.1, 0.8), (8.0, 9.5)] {
+            let g = gain_db(&src, &out, from, to);
+            assert!(g.abs() <= 0.5, "{from}-{to} s: level changed by {g:.2} dB");
+        }
     }
 
     #[test]
@@ -1323,23 +1785,27 @@ mod tests {
             two_sentences_json(),
             Duration::from_secs(30),
         );
-        // Enough for a debug build to decode and resample, well short of the stall.
-        r.cfg.deadline_min_ms = 6000;
+        // Enough to decode, resample and keep the ladder's reserve (a debug build is about a
+        // hundred times slower), well short of the stall.
+        r.cfg.deadline_min_ms = if cfg!(debug_assertions) { 20_000 } else { 6000 };
         r.cfg.deadline_fraction = 0.0;
         let j = job(&r.origin, Background::Duck);
         let deadline = segment_deadline(&r.cfg, &j);
         let resp = dub_segment(&StdHttpClient, &NativeMedia, &r.cfg, &j);
         let late = Instant::now().saturating_duration_since(deadline);
-        assert_original(&resp, "deadline");
+        assert_ducked(&resp, "deadline");
+        // The reserve is sized from the measured decode; an unoptimised build's encoder is far
+        // slower than its decoder, so only the release build (`make test`) is held to 300 ms.
+        let slack = if cfg!(debug_assertions) { 3000 } else { 300 };
         assert!(
-            late < Duration::from_millis(300),
+            late < Duration::from_millis(slack),
             "answered {late:?} after the deadline"
         );
         assert_eq!(r.tts.request_count(), 1, "the stall was in TTS");
     }
 
     #[test]
-    fn no_speech_and_mt_errors_fall_back_to_the_original() {
+    fn no_speech_falls_back_to_the_original_and_mt_errors_duck_it() {
         let r = rig(
             SINTEL_INIT,
             SINTEL_SEG,
@@ -1367,7 +1833,7 @@ mod tests {
         let mut j = job(&r.origin, Background::Duck);
         j.lang = "fr".into();
         let resp = dub_segment(&StdHttpClient, &NativeMedia, &cfg_with(&r, 60_000), &j);
-        assert_original(&resp, "mt-error");
+        assert_ducked(&resp, "mt-error");
         assert_eq!(r.tts.request_count(), 0);
     }
 
@@ -1390,7 +1856,7 @@ mod tests {
             &cfg,
             &job(&r.origin, Background::Duck),
         );
-        assert_original(&resp, "tts-error");
+        assert_ducked(&resp, "tts-error");
         assert_eq!(mp3.request_count(), 1, "no retry outside the budget");
         assert_eq!(r.mt.request_count(), 1);
     }
@@ -1470,6 +1936,164 @@ mod tests {
                 dub_media::open_segment(&init, &src).unwrap().timing()
             );
         }
+    }
+
+    /// A Deepgram `/v1/listen` fake answering three diarized sentences: speaker 0, 1, then 0.
+    fn deepgram_three_speakers() -> TestServer {
+        TestServer::start(|req| {
+            if req.path != "/v1/listen" || req.body.is_empty() {
+                return Reply::json(400, r#"{"err_msg":"bad request"}"#);
+            }
+            let w = |word: &str, p: &str, start: f64, end: f64, speaker: u32| {
+                serde_json::json!({"word": word, "punctuated_word": p, "start": start, "end": end,
+                    "confidence": 0.99, "speaker": speaker, "speaker_confidence": 0.9})
+            };
+            let words = [
+                w("where", "Where", 1.0, 1.3, 0),
+                w("are", "are", 1.3, 1.5, 0),
+                w("you", "you?", 1.5, 2.0, 0),
+                w("over", "Over", 4.0, 4.4, 1),
+                w("here", "here.", 4.4, 5.0, 1),
+                w("thanks", "Thanks.", 7.0, 7.6, 0),
+            ];
+            let body = serde_json::json!({
+                "metadata": {"request_id": "r", "duration": 10.0, "channels": 1},
+                "results": {"channels": [{"alternatives": [{
+                    "transcript": "Where are you? Over here. Thanks.",
+                    "confidence": 0.99, "words": words}]}]}
+            });
+            Reply::json(200, &body.to_string())
+        })
+    }
+
+    #[test]
+    fn each_diarized_speaker_keeps_one_voice() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let stt = deepgram_three_speakers();
+        let mut cfg = cfg_with(&r, 60_000);
+        cfg.stt_provider = crate::config::SttProvider::Deepgram;
+        cfg.stt_url = stt.url();
+        // Two voices for diarized speech (espeak-ng variants of the target language).
+        cfg.tts_voice = "{lang}+f2|{lang}+m3".into();
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &cfg,
+            &job(&r.origin, Background::Duck),
+        );
+        assert_eq!(
+            header(&resp, "x-dub-rung"),
+            Some("dub"),
+            "{:?}",
+            resp.headers
+        );
+        let voices: Vec<(String, String)> = r
+            .tts
+            .requests()
+            .iter()
+            .map(|q| {
+                let v: serde_json::Value = serde_json::from_slice(&q.body).unwrap();
+                (
+                    v["voice"].as_str().unwrap().to_string(),
+                    v["input"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let voice_of: Vec<&str> = voices.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(voice_of, ["es+f2", "es+m3", "es+f2"], "{voices:?}");
+    }
+
+    /// An OpenAI-compatible chat fake: the first rendering of "Where are you going?" is far too
+    /// long for its slot; asked for a shorter one, it answers one. Records every prompt.
+    fn chat_server() -> TestServer {
+        TestServer::start(|req| {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+                return Reply::json(400, r#"{"error":{"message":"not json"}}"#);
+            };
+            if req.path != "/v1/chat/completions" {
+                return Reply::json(404, r#"{"error":{"message":"not found"}}"#);
+            }
+            let system = v["messages"][0]["content"].as_str().unwrap_or("");
+            let user = v["messages"][1]["content"].as_str().unwrap_or("");
+            let out = match (user, system.contains("shorter")) {
+                ("Where are you going?", false) => {
+                    "¿Adónde vas tan deprisa esta tarde tan fría, oscura y lluviosa, amigo mío?"
+                }
+                ("Where are you going?", true) => "¿Adónde vas?",
+                _ => "Busco un dragón.",
+            };
+            let content = serde_json::json!({"translation": out}).to_string();
+            let body = serde_json::json!({
+                "id": "c", "object": "chat.completion", "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content}}]
+            });
+            Reply::json(200, &body.to_string())
+        })
+    }
+
+    #[test]
+    fn a_voice_too_long_for_its_slot_asks_mt_once_for_a_shorter_rendering() {
+        let r = rig(
+            SINTEL_INIT,
+            SINTEL_SEG,
+            two_sentences_json(),
+            Duration::ZERO,
+        );
+        let chat = chat_server();
+        let mut cfg = cfg_with(&r, 60_000);
+        cfg.mt_provider = crate::config::MtProvider::OpenAi;
+        cfg.mt_url = chat.url();
+        let resp = dub_segment(
+            &StdHttpClient,
+            &NativeMedia,
+            &cfg,
+            &job(&r.origin, Background::Duck),
+        );
+        assert_eq!(
+            header(&resp, "x-dub-rung"),
+            Some("dub"),
+            "{:?}",
+            resp.headers
+        );
+        let prompts: Vec<(String, String)> = chat
+            .requests()
+            .iter()
+            .map(|q| {
+                let v: serde_json::Value = serde_json::from_slice(&q.body).unwrap();
+                (
+                    v["messages"][0]["content"].as_str().unwrap().to_string(),
+                    v["messages"][1]["content"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        // Once for each sentence, once more (asking for fewer characters) for the long one.
+        assert_eq!(prompts.len(), 3, "{prompts:?}");
+        assert_eq!(prompts[1].1, "Where are you going?");
+        assert!(prompts[1].0.contains("shorter"));
+        let budget = |p: &str| -> usize {
+            let at = p.find("at most ").unwrap() + "at most ".len();
+            p[at..].split(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(budget(&prompts[1].0) < budget(&prompts[0].0));
+        let spoken: Vec<String> = r
+            .tts
+            .requests()
+            .iter()
+            .map(|q| {
+                let v: serde_json::Value = serde_json::from_slice(&q.body).unwrap();
+                v["input"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(spoken.contains(&"¿Adónde vas?".to_string()), "{spoken:?}");
+        let timing = header(&resp, "x-dub-timing").unwrap();
+        assert!(timing.contains("shortened=1"), "{timing}");
+        assert!(timing.contains("overflow_ms=0"), "{timing}");
     }
 
     fn cfg_with(r: &Rig, min_ms: u64) -> Config {

@@ -547,6 +547,13 @@ mod tests {
         fn repackage(&self, _: &()) -> std::result::Result<Vec<u8>, MediaError> {
             Err(MediaError::Internal("test engine".into()))
         }
+        fn first_pts(&self, _: &()) -> Option<u64> {
+            None
+        }
+        fn set_pts_wraps(&self, _: &mut (), _: u32) {}
+        fn duck(&self, _: &(), _: &[(i64, i64)], _: f32) -> std::result::Result<(), MediaError> {
+            Err(MediaError::Internal("test engine".into()))
+        }
         fn track(&self, _: &()) -> AudioTrack {
             AudioTrack {
                 track_id: 0,

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::http::{FetchLimits, HttpClient, HttpError, HttpRequest, HttpResponse, Method};
+use crate::http::{
+    FetchLimits, HttpClient, HttpError, HttpRequest, HttpResponse, Method, Timeouts,
+};
 
 const MAX_HEAD: usize = 64 << 10;
 
@@ -27,7 +29,8 @@ fn parse_head(head: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// Blocking HTTP/1.1 client over `std::net::TcpStream` (`Connection: close`, no TLS) that honours
-/// the deadline on connect, write and every read, and the body cap.
+/// the deadline on connect, write and every read, the body cap, and the phase timeouts of
+/// [`HttpClient::send_timed`] (connect, first byte, between bytes). It never follows redirects.
 pub struct StdHttpClient;
 
 impl StdHttpClient {
@@ -75,6 +78,19 @@ fn dechunk(mut raw: &[u8], max_body: usize) -> Result<Vec<u8>, HttpError> {
 
 impl HttpClient for StdHttpClient {
     fn send(&self, req: &HttpRequest, limits: &FetchLimits) -> Result<HttpResponse, HttpError> {
+        self.send_timed(req, limits, &Timeouts::default())
+    }
+
+    fn send_timed(
+        &self,
+        req: &HttpRequest,
+        limits: &FetchLimits,
+        timeouts: &Timeouts,
+    ) -> Result<HttpResponse, HttpError> {
+        let within = |phase: Option<Duration>| -> Result<Duration, HttpError> {
+            let left = Self::remaining(limits.deadline)?;
+            Ok(phase.map_or(left, |p| p.min(left)))
+        };
         let url = url::Url::parse(&req.url).map_err(|_| HttpError::Other("bad url".into()))?;
         if url.scheme() != "http" {
             return Err(HttpError::Forbidden(url.scheme().to_string()));
@@ -91,7 +107,7 @@ impl HttpClient for StdHttpClient {
             .next()
             .ok_or_else(|| HttpError::Connect("no address".into()))?;
         let mut stream =
-            TcpStream::connect_timeout(&addr, Self::remaining(limits.deadline)?).map_err(io_err)?;
+            TcpStream::connect_timeout(&addr, within(timeouts.connect)?).map_err(io_err)?;
 
         let method = match req.method {
             Method::Get => "GET",
@@ -112,6 +128,7 @@ impl HttpClient for StdHttpClient {
         stream.write_all(head.as_bytes()).map_err(io_err)?;
         stream.write_all(&req.body).map_err(io_err)?;
 
+        let first_byte_by = timeouts.first_byte.map(|d| Instant::now() + d);
         let mut buf = Vec::new();
         let mut chunk = [0u8; 16 << 10];
         let mut head_end: Option<usize> = None;
@@ -122,9 +139,12 @@ impl HttpClient for StdHttpClient {
             {
                 break;
             }
-            stream
-                .set_read_timeout(Some(Self::remaining(limits.deadline)?))
-                .map_err(io_err)?;
+            let wait = match (head_end, first_byte_by) {
+                (None, Some(by)) => within(Some(Self::remaining(by)?))?,
+                (None, None) => within(None)?,
+                (Some(_), _) => within(timeouts.between_bytes)?,
+            };
+            stream.set_read_timeout(Some(wait)).map_err(io_err)?;
             let n = stream.read(&mut chunk).map_err(io_err)?;
             if n == 0 {
                 break;
@@ -382,6 +402,98 @@ impl Drop for TestServer {
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
     }
+}
+
+impl TestServer {
+    /// Start a server whose `handler` writes the raw response itself (partial bodies, stalls
+    /// mid-body). Requests are recorded like [`TestServer::start`]'s.
+    pub fn start_raw(
+        handler: impl Fn(&Recorded, &mut TcpStream) + Send + Sync + 'static,
+    ) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let (reqs, stop2) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = conn else { continue };
+                let (handler, reqs) = (handler.clone(), reqs.clone());
+                std::thread::spawn(move || {
+                    let Some(req) = read_request(&mut stream) else {
+                        return;
+                    };
+                    reqs.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(req.clone());
+                    handler(&req, &mut stream);
+                });
+            }
+        });
+        TestServer {
+            addr,
+            requests,
+            stop,
+        }
+    }
+}
+
+/// A listener on 127.0.0.1 that only counts the TCP connections it accepts (and closes them).
+pub struct ConnectionCounter {
+    addr: SocketAddr,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnectionCounter {
+    /// Start counting on a fresh port.
+    pub fn start() -> ConnectionCounter {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, stop2) = (count.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if conn.is_ok() {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        ConnectionCounter { addr, count, stop }
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:34567`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ConnectionCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
+    }
+}
+
+/// Bytes of a corpus file (`../shared/corpus/<rel>` beside the repository).
+pub fn corpus(rel: &str) -> Vec<u8> {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../../shared/corpus")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// A URL on 127.0.0.1 where nothing listens (connection refused).

@@ -26,7 +26,8 @@ struct Component;
 struct PcmRes(dub_media::Pcm);
 
 /// A validated segment kept inside the component.
-struct SegmentRes(dub_media::Segment);
+/// A segment; `set-pts-wraps` changes it behind a shared borrow, as resource methods take one.
+struct SegmentRes(std::cell::RefCell<dub_media::Segment>);
 
 fn err(e: dub_media::Error) -> MediaError {
     use dub_media::Error as E;
@@ -106,11 +107,11 @@ impl types::GuestPcm for PcmRes {
 
 impl types::GuestSegment for SegmentRes {
     fn track(&self) -> AudioTrack {
-        track(self.0.track())
+        track(self.0.borrow().track())
     }
 
     fn timing(&self) -> SegmentTiming {
-        let t = self.0.timing();
+        let t = self.0.borrow().timing();
         SegmentTiming {
             base_decode_time: t.base_decode_time,
             frame_count: t.frame_count,
@@ -119,7 +120,15 @@ impl types::GuestSegment for SegmentRes {
     }
 
     fn output_init(&self) -> Result<Vec<u8>, MediaError> {
-        self.0.output_init().map_err(err)
+        self.0.borrow().output_init().map_err(err)
+    }
+
+    fn first_pts(&self) -> Option<u64> {
+        self.0.borrow().first_pts()
+    }
+
+    fn set_pts_wraps(&self, wraps: u32) {
+        self.0.borrow_mut().set_pts_wraps(wraps);
     }
 }
 
@@ -130,14 +139,14 @@ impl validate::Guest for Component {
 
     fn open_segment(init: Vec<u8>, media: Vec<u8>) -> Result<Segment, MediaError> {
         dub_media::open_segment(&init, &media)
-            .map(|s| Segment::new(SegmentRes(s)))
+            .map(|s| Segment::new(SegmentRes(std::cell::RefCell::new(s))))
             .map_err(err)
     }
 }
 
 impl demux::Guest for Component {
     fn decode_audio(seg: SegmentBorrow<'_>) -> Result<Pcm, MediaError> {
-        dub_media::decode_audio(&seg.get::<SegmentRes>().0)
+        dub_media::decode_audio(&seg.get::<SegmentRes>().0.borrow())
             .map(|p| Pcm::new(PcmRes(p)))
             .map_err(err)
     }
@@ -177,6 +186,17 @@ impl mix::Guest for Component {
             .map(|p| Pcm::new(PcmRes(p)))
             .map_err(err)
     }
+
+    fn duck(
+        background: PcmBorrow<'_>,
+        spans: Vec<mix::Span>,
+        duck_db: f32,
+    ) -> Result<Pcm, MediaError> {
+        let spans: Vec<(i64, i64)> = spans.iter().map(|s| (s.start, s.end)).collect();
+        dub_media::duck(&background.get::<PcmRes>().0, &spans, duck_db)
+            .map(|p| Pcm::new(PcmRes(p)))
+            .map_err(err)
+    }
 }
 
 impl remux::Guest for Component {
@@ -189,7 +209,7 @@ impl remux::Guest for Component {
         let priming = priming.as_ref().map(|p| &p.get::<PcmRes>().0);
         let lookahead = lookahead.as_ref().map(|p| &p.get::<PcmRes>().0);
         dub_media::remux_audio_with_lookahead(
-            &seg.get::<SegmentRes>().0,
+            &seg.get::<SegmentRes>().0.borrow(),
             &audio.get::<PcmRes>().0,
             priming,
             lookahead,
@@ -198,6 +218,6 @@ impl remux::Guest for Component {
     }
 
     fn repackage(seg: SegmentBorrow<'_>) -> Result<Vec<u8>, MediaError> {
-        dub_media::repackage(&seg.get::<SegmentRes>().0).map_err(err)
+        dub_media::repackage(&seg.get::<SegmentRes>().0.borrow()).map_err(err)
     }
 }

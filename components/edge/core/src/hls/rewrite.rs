@@ -366,7 +366,7 @@ pub fn rewrite_master(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Re
                         .iter()
                         .any(|(name, rs)| name == g && rs.iter().any(|r| r.uri.is_some()))
                 });
-                let muxed = !group_has_uris && codecs.is_none_or(|c| has_aac(c));
+                let muxed = !group_has_uris && codecs.is_none_or(has_aac);
                 route_next = muxed;
                 let fixed = codecs.filter(|_| group_dubbed || muxed).and_then(lc_codecs);
                 match fixed {
@@ -445,10 +445,8 @@ fn is_dubbable_ts(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Result
                 name: "EXT-X-KEY",
                 value: Some(v),
                 ..
-            } => {
-                if attr(&parse_attrs(v)?, "METHOD").is_some_and(|m| m != "NONE") {
-                    return Ok(false);
-                }
+            } if attr(&parse_attrs(v)?, "METHOD").is_some_and(|m| m != "NONE") => {
+                return Ok(false);
             }
             Line::Tag {
                 name: "EXTINF",

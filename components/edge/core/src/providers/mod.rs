@@ -16,24 +16,55 @@ pub mod openai_tts;
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
+use crate::cache;
 use crate::config::{Config, MtProvider, SttProvider, TtsProvider};
 use crate::http::{FetchLimits, HttpClient, HttpError, HttpRequest, HttpResponse};
+use crate::resilience::{self, Role};
 
 /// Transcribe `wav` (in `cfg.source_lang`) with the configured STT adapter, failing at `deadline`.
+///
+/// Served from the content-addressed cache when the same audio was transcribed before with the
+/// same adapter, endpoint, model and language; else called under the retry budget and the
+/// circuit breaker ([`crate::resilience`]), and a success is cached.
 pub fn transcribe<H: HttpClient + ?Sized>(
     http: &H,
     cfg: &Config,
     wav: &[u8],
     deadline: Instant,
 ) -> ProviderResult<Transcript> {
-    match cfg.stt_provider {
-        SttProvider::OpenAi => openai_stt::transcribe(http, cfg, wav, deadline),
-        SttProvider::Deepgram => deepgram::transcribe(http, cfg, wav, deadline),
-        SttProvider::ElevenLabs => elevenlabs_stt::transcribe(http, cfg, wav, deadline),
+    let provider = format!("{:?} {}", cfg.stt_provider, cfg.stt_url);
+    let key = cache::key(
+        Role::Stt,
+        &[
+            provider.as_bytes(),
+            cfg.stt_model.as_bytes(),
+            cfg.source_lang.as_bytes(),
+            wav,
+        ],
+    );
+    let max = cfg.cache_max_bytes;
+    if let Some(t) =
+        cache::get(http.kv(), &key, max).and_then(|v| serde_json::from_slice::<Transcript>(&v).ok())
+    {
+        return Ok(t);
     }
+    let t = resilience::call(http, cfg, Role::Stt, &provider, deadline, |h| {
+        match cfg.stt_provider {
+            SttProvider::OpenAi => openai_stt::transcribe(h, cfg, wav, deadline),
+            SttProvider::Deepgram => deepgram::transcribe(h, cfg, wav, deadline),
+            SttProvider::ElevenLabs => elevenlabs_stt::transcribe(h, cfg, wav, deadline),
+        }
+    })?;
+    if let Ok(v) = serde_json::to_vec(&t) {
+        cache::put(http.kv(), &key, &v, max);
+    }
+    Ok(t)
 }
 
-/// Translate `text` from `source` to `target` (ISO 639-1) with the configured MT adapter.
+/// Translate `text` from `source` to `target` (ISO 639-1) with the configured MT adapter
+/// (cached and guarded like [`transcribe`]).
 pub fn translate<H: HttpClient + ?Sized>(
     http: &H,
     cfg: &Config,
@@ -42,18 +73,87 @@ pub fn translate<H: HttpClient + ?Sized>(
     target: &str,
     deadline: Instant,
 ) -> ProviderResult<String> {
-    match cfg.mt_provider {
-        MtProvider::Apertium => apy::translate(http, cfg, text, source, target, deadline),
-        MtProvider::DeepL => deepl::translate(http, cfg, text, source, target, deadline),
-        MtProvider::Google => {
-            google_translate::translate(http, cfg, text, source, target, deadline)
-        }
-        MtProvider::OpenAi => openai_chat::translate(http, cfg, text, source, target, deadline),
+    let provider = format!("{:?} {}", cfg.mt_provider, cfg.mt_url);
+    let key = cache::key(
+        Role::Mt,
+        &[
+            provider.as_bytes(),
+            cfg.mt_model.as_bytes(),
+            source.as_bytes(),
+            target.as_bytes(),
+            text.as_bytes(),
+        ],
+    );
+    let max = cfg.cache_max_bytes;
+    if let Some(t) = cache::get(http.kv(), &key, max.min(MAX_CACHED_TEXT))
+        .and_then(|v| String::from_utf8(v).ok())
+    {
+        return Ok(t);
     }
+    let out = resilience::call(http, cfg, Role::Mt, &provider, deadline, |h| {
+        match cfg.mt_provider {
+            MtProvider::Apertium => apy::translate(h, cfg, text, source, target, deadline),
+            MtProvider::DeepL => deepl::translate(h, cfg, text, source, target, deadline),
+            MtProvider::Google => {
+                google_translate::translate(h, cfg, text, source, target, deadline)
+            }
+            MtProvider::OpenAi => openai_chat::translate(h, cfg, text, source, target, deadline),
+        }
+    })?;
+    cache::put(http.kv(), &key, out.as_bytes(), max.min(MAX_CACHED_TEXT));
+    Ok(out)
 }
 
+/// Ask the MT provider once more for a rendering of `text` of at most `max_chars` characters,
+/// when the first one, voiced, did not fit its slot even at the speed cap. `Ok(None)` when the
+/// configured provider cannot be asked for a length (only LLM translation can: DeepL, Google and
+/// Apertium have no such control). Cached and guarded like [`translate`].
+pub fn translate_shorter<H: HttpClient + ?Sized>(
+    http: &H,
+    cfg: &Config,
+    text: &str,
+    source: &str,
+    target: &str,
+    max_chars: usize,
+    deadline: Instant,
+) -> ProviderResult<Option<String>> {
+    if cfg.mt_provider != MtProvider::OpenAi {
+        return Ok(None);
+    }
+    let provider = format!("{:?} {}", cfg.mt_provider, cfg.mt_url);
+    let budget = max_chars.to_string();
+    let key = cache::key(
+        Role::Mt,
+        &[
+            provider.as_bytes(),
+            cfg.mt_model.as_bytes(),
+            source.as_bytes(),
+            target.as_bytes(),
+            b"shorter",
+            budget.as_bytes(),
+            text.as_bytes(),
+        ],
+    );
+    let max = cfg.cache_max_bytes.min(MAX_CACHED_TEXT);
+    if let Some(t) = cache::get(http.kv(), &key, max).and_then(|v| String::from_utf8(v).ok()) {
+        return Ok(Some(t));
+    }
+    let out = resilience::call(http, cfg, Role::Mt, &provider, deadline, |h| {
+        openai_chat::translate_within(h, cfg, text, source, target, Some(max_chars), deadline)
+    })?;
+    cache::put(http.kv(), &key, out.as_bytes(), max);
+    Ok(Some(out))
+}
+
+/// Longest translation kept in the cache, bytes.
+pub const MAX_CACHED_TEXT: usize = 64 << 10;
+
 /// Speak `text` in language `lang` with the configured TTS adapter and the voice configured for
-/// `lang`; returns WAV bytes.
+/// `lang`; returns WAV bytes (cached and guarded like [`transcribe`]; speech larger than
+/// `cache_max_bytes` is not cached).
+///
+/// A response labelled as text or JSON is refused whatever its bytes: raw `pcm` cannot be told
+/// from an error message by its bytes alone.
 pub fn synthesize<H: HttpClient + ?Sized>(
     http: &H,
     cfg: &Config,
@@ -61,19 +161,108 @@ pub fn synthesize<H: HttpClient + ?Sized>(
     lang: &str,
     deadline: Instant,
 ) -> ProviderResult<Vec<u8>> {
-    let voice = voice_for(cfg, lang)?;
-    match cfg.tts_provider {
-        TtsProvider::OpenAi => openai_tts::synthesize(http, cfg, text, &voice, deadline),
-        TtsProvider::ElevenLabs => {
-            elevenlabs_tts::synthesize(http, cfg, text, &voice, lang, deadline)
-        }
+    synthesize_as(http, cfg, text, lang, None, deadline)
+}
+
+/// [`synthesize`] in the voice of diarized speaker `speaker` (see [`voice_for_speaker`]).
+pub fn synthesize_as<H: HttpClient + ?Sized>(
+    http: &H,
+    cfg: &Config,
+    text: &str,
+    lang: &str,
+    speaker: Option<&str>,
+    deadline: Instant,
+) -> ProviderResult<Vec<u8>> {
+    let voice = voice_for_speaker(cfg, lang, speaker)?;
+    let provider = format!("{:?} {}", cfg.tts_provider, cfg.tts_url);
+    let format = format!("{:?}", cfg.tts_format);
+    let key = cache::key(
+        Role::Tts,
+        &[
+            provider.as_bytes(),
+            cfg.tts_model.as_bytes(),
+            format.as_bytes(),
+            voice.as_bytes(),
+            lang.as_bytes(),
+            text.as_bytes(),
+        ],
+    );
+    let max = cfg.cache_max_bytes;
+    if let Some(wav) = cache::get(http.kv(), &key, max).filter(|w| openai_tts::is_wav(w)) {
+        return Ok(wav);
     }
+    let wav = resilience::call(http, cfg, Role::Tts, &provider, deadline, |h| {
+        let wav = match cfg.tts_provider {
+            TtsProvider::OpenAi => openai_tts::synthesize(h, cfg, text, &voice, deadline),
+            TtsProvider::ElevenLabs => {
+                elevenlabs_tts::synthesize(h, cfg, text, &voice, lang, deadline)
+            }
+        }?;
+        if let Some(ct) = h.last_content_type()
+            && (ct.starts_with("text/") || ct.contains("json") || ct.contains("html"))
+        {
+            return Err(ProviderError::BadResponse(format!(
+                "speech came back as {}",
+                ct.split(';').next().unwrap_or("").trim()
+            )));
+        }
+        if !openai_tts::is_wav(&wav) {
+            return Err(ProviderError::BadResponse("speech is not WAV".into()));
+        }
+        Ok(wav)
+    })?;
+    cache::put(http.kv(), &key, &wav, max);
+    Ok(wav)
 }
 
 /// The voice for target language `lang` from `cfg.tts_voice`: either a per-language map
 /// `es=VOICE1,fr=VOICE2` (a region like `es-MX` also matches `es`; `*=VOICE` covers the rest),
-/// or one voice for all languages in which every `{lang}` is replaced by `lang`.
+/// or one voice for all languages in which every `{lang}` is replaced by `lang`. An entry may
+/// list voices for diarized speakers separated by `|` (`es=V1|V2|V3`, `{lang}+f2|{lang}+m3`):
+/// the first is the voice of undiarized speech.
 pub fn voice_for(cfg: &Config, lang: &str) -> ProviderResult<String> {
+    voice_for_speaker(cfg, lang, None)
+}
+
+/// The voice of diarized speaker `speaker` for `lang`: with `|`-separated voices in the entry
+/// (see [`voice_for`]), speaker labels ending in a number `n` (`0`, `speaker_1`) take voice
+/// `n mod count`, other labels a stable hash of the label, so a speaker keeps one voice for as
+/// long as the recogniser gives it the same label.
+pub fn voice_for_speaker(
+    cfg: &Config,
+    lang: &str,
+    speaker: Option<&str>,
+) -> ProviderResult<String> {
+    let entry = voice_entry(cfg, lang)?;
+    let voices: Vec<&str> = entry
+        .split('|')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let index = match (speaker, voices.len()) {
+        (_, 0 | 1) | (None, _) => 0,
+        (Some(label), n) => {
+            let digits: String = label
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_digit)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let k = match digits.get(digits.len().saturating_sub(9)..) {
+                Some(d) if !d.is_empty() => d.parse::<u64>().unwrap_or(0),
+                _ => label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                }),
+            };
+            (k % n as u64) as usize
+        }
+    };
+    Ok(voices.get(index).copied().unwrap_or("").to_string())
+}
+
+fn voice_entry(cfg: &Config, lang: &str) -> ProviderResult<String> {
     let spec = cfg.tts_voice.trim();
     if !spec.contains('=') {
         return Ok(spec.replace("{lang}", lang));
@@ -151,6 +340,9 @@ pub enum ProviderError {
     /// The request input is out of bounds (empty, too long).
     #[error("bad input: {0}")]
     Input(String),
+    /// The provider's circuit breaker is open: no call was made.
+    #[error("provider unavailable (circuit open)")]
+    Unavailable,
 }
 
 /// Result alias for provider calls.
@@ -239,7 +431,7 @@ pub(crate) fn bearer(headers: &mut Vec<(String, String)>, key: Option<&str>) {
 }
 
 /// One recognised word, times in seconds relative to the uploaded audio.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Word {
     /// The word as the recogniser wrote it.
     pub word: String,
@@ -252,7 +444,7 @@ pub struct Word {
 }
 
 /// One recogniser segment (a phrase), times in seconds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SttSegment {
     /// Start, seconds.
     pub start: f64,
@@ -263,7 +455,7 @@ pub struct SttSegment {
 }
 
 /// A transcription with word and segment timestamps.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Transcript {
     /// Full text (with punctuation, when the recogniser gives it).
     pub text: String,
@@ -677,6 +869,31 @@ mod tests {
         );
         cfg.tts_voice = "es=VOICE1,*=FALLBACK".into();
         assert_eq!(voice_for(&cfg, "de").unwrap(), "FALLBACK");
+    }
+
+    #[test]
+    fn diarized_speakers_get_voices_by_label() {
+        let mut cfg = crate::testutil::test_config();
+        cfg.tts_voice = "es=A|B|C,fr=SOLO".into();
+        let v = |lang: &str, s: Option<&str>| voice_for_speaker(&cfg, lang, s).unwrap();
+        // Undiarized speech and the first speaker take the first voice.
+        assert_eq!(voice_for(&cfg, "es").unwrap(), "A");
+        assert_eq!(v("es", None), "A");
+        // Numbered labels (Deepgram `0`, ElevenLabs `speaker_1`) take voice n mod count.
+        assert_eq!(
+            ["0", "1", "2", "3", "speaker_1", "speaker_0"].map(|s| v("es", Some(s))),
+            ["A", "B", "C", "A", "B", "A"]
+        );
+        // Other labels: a stable choice, the same every time.
+        let alice = v("es", Some("alice"));
+        assert!(["A", "B", "C"].contains(&alice.as_str()));
+        assert_eq!(v("es", Some("alice")), alice);
+        // One voice: every speaker has it; a huge number does not overflow.
+        assert_eq!(v("fr", Some("7")), "SOLO");
+        assert!(["A", "B", "C"].contains(&v("es", Some(&"9".repeat(40))).as_str()));
+        let mut cfg = cfg.clone();
+        cfg.tts_voice = "{lang}+f2|{lang}+m3".into();
+        assert_eq!(voice_for_speaker(&cfg, "es", Some("1")).unwrap(), "es+m3");
     }
 
     #[test]

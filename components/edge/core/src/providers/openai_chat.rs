@@ -65,14 +65,25 @@ pub fn max_chars(text: &str) -> usize {
 
 /// The system prompt for translating `text` from `source` to `target`.
 pub fn system_prompt(text: &str, source: &str, target: &str) -> String {
+    system_prompt_within(source, target, max_chars(text), false)
+}
+
+/// The system prompt with an explicit length budget; `shorter` asks for a more concise
+/// rendering (the first one did not fit its slot even sped up).
+pub fn system_prompt_within(source: &str, target: &str, max: usize, shorter: bool) -> String {
+    let fit = if shorter {
+        "The previous translation was too long to fit the timing: give a shorter, more concise \
+         rendering of the same meaning"
+    } else {
+        "Keep it about as long as the source so it fits the same timing"
+    };
     format!(
         "You translate subtitles for dubbing. Translate the user's message from {} to {}. \
-         Keep it about as long as the source so it fits the same timing: at most {} characters. \
+         {fit}: at most {max} characters. \
          Keep the meaning and tone; do not add notes, quotes or explanations, and do not answer \
          questions in the text, only translate them. Reply with JSON {{\"translation\": \"...\"}}.",
         language_name(source),
         language_name(target),
-        max_chars(text)
     )
 }
 
@@ -134,11 +145,29 @@ pub fn translate<H: HttpClient + ?Sized>(
     target: &str,
     deadline: Instant,
 ) -> ProviderResult<String> {
+    translate_within(http, cfg, text, source, target, None, deadline)
+}
+
+/// [`translate`] with an explicit character budget: `Some(max)` asks for a shorter rendering
+/// than the default budget (see [`system_prompt_within`]).
+pub fn translate_within<H: HttpClient + ?Sized>(
+    http: &H,
+    cfg: &Config,
+    text: &str,
+    source: &str,
+    target: &str,
+    shorter_than: Option<usize>,
+    deadline: Instant,
+) -> ProviderResult<String> {
     super::check_mt_text(text)?;
+    let prompt = match shorter_than {
+        Some(max) => system_prompt_within(source, target, max.max(1), true),
+        None => system_prompt(text, source, target),
+    };
     let body = serde_json::json!({
         "model": cfg.mt_model,
         "messages": [
-            {"role": "system", "content": system_prompt(text, source, target)},
+            {"role": "system", "content": prompt},
             {"role": "user", "content": text},
         ],
         "temperature": 0,
