@@ -1,87 +1,47 @@
-//! The native media path of one audio segment, stage by stage and whole:
-//! validate+demux → decode → resample to 16 kHz mono → mix two utterances → encode+remux.
+//! The native media path of one 6 s 48 kHz stereo segment, stage by stage and whole, for an
+//! audio-only and a muxed (H.264 + AAC) fMP4 segment made with ffmpeg at bench time from the
+//! corpus speech clip: validate+demux → decode → resample to 16 kHz mono → mix two utterances →
+//! encode+remux. `DUB_MEDIA_ISA=scalar` (or `sse2`) caps the DSP kernels for a comparison.
 //!
-//! Input: a real 48 kHz stereo AAC-LC fMP4 segment from the corpus (Sintel, 469 frames ≈ 10 s).
-//! Run: `cargo bench -p dub-benches` (numbers per segment).
-
-use std::path::{Path, PathBuf};
+//! Run: `cargo bench -p dub-benches` (times are per segment). The side-by-side table with wasm
+//! and ffmpeg: `cargo run --release --bin media-table --features dub-benches/wasm`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dub_media::{Background, MixOptions, Placement};
-
-fn corpus(rel: &str) -> Vec<u8> {
-    let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus")
-        .join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+use dub_benches::{RATE, native};
 
 fn media_path(c: &mut Criterion) {
-    let init = corpus("hls-fmp4/shaka-misc/sintel-audio-init.mp4");
-    let seg = corpus("hls-fmp4/shaka-misc/sintel-audio-segment.mp4");
-    let s = dub_media::open_segment(&init, &seg).expect("segment");
-    let pcm = dub_media::decode_audio(&s).expect("decode");
-    let rate = pcm.sample_rate;
-    // Two 2 s "utterances": the segment's own audio, placed at 1 s and 5 s.
-    let voice = pcm.slice(0, 2 * rate as usize);
-    let opts = MixOptions {
-        background: Background::Duck,
-        duck_db: 12.0,
-    };
-    let voices = [
-        Placement {
-            speech: &voice,
-            start_frame: rate as i64,
-            speed: 1.0,
-        },
-        Placement {
-            speech: &voice,
-            start_frame: 5 * rate as i64,
-            speed: 1.0,
-        },
-    ];
-    let mixed = dub_media::mix(&pcm, &voices, &opts).expect("mix");
+    let dir = std::env::temp_dir().join(format!("dub-media-bench-{}", std::process::id()));
+    let inputs = dub_benches::make_inputs(&dir).expect("ffmpeg inputs");
+    for inp in &inputs {
+        let (init, media) = (&inp.init[..], &inp.media[..]);
+        let s = native::open(init, media).expect("segment");
+        let pcm = dub_media::decode_audio(&s).expect("decode");
+        let voice = pcm.slice(0, 2 * RATE as usize);
+        let mixed = dub_media::mix(&pcm, &native::placements(&voice), &native::MIX).expect("mix");
 
-    let mut g = c.benchmark_group("segment");
-    g.sample_size(20);
-    g.bench_function("validate_demux", |b| {
-        b.iter(|| dub_media::open_segment(&init, &seg).expect("open"))
-    });
-    g.bench_function("decode", |b| {
-        b.iter(|| dub_media::decode_audio(&s).expect("decode"))
-    });
-    g.bench_function("resample_16k_mono", |b| {
-        b.iter(|| dub_media::resample(&pcm, 16_000, 1).expect("resample"))
-    });
-    g.bench_function("mix_two_utterances", |b| {
-        b.iter(|| dub_media::mix(&pcm, &voices, &opts).expect("mix"))
-    });
-    g.bench_function("encode_remux", |b| {
-        b.iter(|| dub_media::remux_audio(&s, &mixed, None).expect("remux"))
-    });
-    g.bench_function("whole_media_path", |b| {
-        b.iter(|| {
-            let s = dub_media::open_segment(&init, &seg).expect("open");
-            let pcm = dub_media::decode_audio(&s).expect("decode");
-            let _stt_input = dub_media::resample(&pcm, 16_000, 1).expect("resample");
-            let voice = pcm.slice(0, 2 * rate as usize);
-            let voices = [
-                Placement {
-                    speech: &voice,
-                    start_frame: rate as i64,
-                    speed: 1.0,
-                },
-                Placement {
-                    speech: &voice,
-                    start_frame: 5 * rate as i64,
-                    speed: 1.0,
-                },
-            ];
-            let mixed = dub_media::mix(&pcm, &voices, &opts).expect("mix");
-            dub_media::remux_audio(&s, &mixed, None).expect("remux")
-        })
-    });
-    g.finish();
+        let mut g = c.benchmark_group(format!("segment_6s_{}", inp.kind));
+        g.sample_size(20);
+        g.bench_function("validate_demux", |b| {
+            b.iter(|| native::open(init, media).expect("open"))
+        });
+        g.bench_function("decode", |b| {
+            b.iter(|| dub_media::decode_audio(&s).expect("decode"))
+        });
+        g.bench_function("resample_16k_mono", |b| {
+            b.iter(|| dub_media::resample(&pcm, 16_000, 1).expect("resample"))
+        });
+        g.bench_function("mix_two_utterances", |b| {
+            b.iter(|| dub_media::mix(&pcm, &native::placements(&voice), &native::MIX).expect("mix"))
+        });
+        g.bench_function("encode_remux", |b| {
+            b.iter(|| dub_media::remux_audio(&s, &mixed, None).expect("remux"))
+        });
+        g.bench_function("whole_media_path", |b| {
+            b.iter(|| native::whole(init, media).expect("whole"))
+        });
+        g.finish();
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 criterion_group!(benches, media_path);

@@ -14,7 +14,8 @@ USAGE:
     dubhost check       [--manifest PATH] [OPTIONS]
     dubhost speech      [--listen ADDR]
     dubhost origin      [--listen ADDR] [--dir DIR]
-    dubhost make-sample [--out DIR] [--duration SECS]
+    dubhost make-sample [--out DIR] [--duration SECS] [--sentence-offset SECS]
+    dubhost inspect     <FILE>...
     dubhost --version | --help
 
 COMMANDS:
@@ -23,6 +24,8 @@ COMMANDS:
     speech       Local speech service (OpenAI-compatible STT/TTS, Apertium APy MT)
     origin       Serve a sample directory as an HLS origin (VOD under /vod/, live under /live/)
     make-sample  Write a sample HLS stream into a directory (espeak-ng + ffmpeg)
+    inspect      Print a JSON report per media file (init + segment pairs together);
+                 exit 0 all valid, 2 any invalid, 1 usage/IO error
     Every server prints `dubhost listening on http://ADDR` on stdout once bound.
 
 OPTIONS:
@@ -38,6 +41,8 @@ OPTIONS:
     --cache-dir DIR        Compile cache [default: $DUBHOST_CACHE_DIR, else ~/.cache/dubhost]
     --dir DIR, --out DIR   Directory for `origin` and `make-sample` [default: sample]
     --duration SECS        Length of the `make-sample` stream [default: 36]
+    --sentence-offset SECS Where each segment's sentence starts in `make-sample` [default: 0.7];
+                           past about 3.5 the sentences run across segment boundaries
     -h, --help             Print this help
     -V, --version          Print the version
 
@@ -74,7 +79,11 @@ pub enum Command {
         dir: PathBuf,
         /// Length of the stream in seconds (None: the library default).
         duration_secs: Option<u32>,
+        /// Milliseconds from each segment's start to its sentence (None: the library default).
+        sentence_offset_ms: Option<u32>,
     },
+    /// `inspect`: its arguments, parsed by `crate::inspect::run`.
+    Inspect(Vec<String>),
 }
 
 /// Options of `serve` and `check`.
@@ -127,12 +136,16 @@ where
         _ => {}
     }
     let sub = first.as_str();
+    if sub == "inspect" {
+        return Ok(Command::Inspect(args[1..].to_vec()));
+    }
     if !matches!(sub, "serve" | "check" | "speech" | "origin" | "make-sample") {
         bail!("unknown command `{sub}` (try `dubhost --help`)");
     }
     let mut host = default_host_options();
     let mut dir = PathBuf::from("sample");
     let mut duration_secs = None;
+    let mut sentence_offset_ms = None;
     let mut listen_given = false;
     let mut it = args[1..].iter();
     while let Some(arg) = it.next() {
@@ -180,6 +193,10 @@ where
             "--duration" if sub == "make-sample" => {
                 duration_secs = Some(parse_num(flag, &value(flag)?, 6, 3600)?);
             }
+            "--sentence-offset" if sub == "make-sample" => {
+                let secs: f64 = parse_num(flag, &value(flag)?, 0.0, 60.0)?;
+                sentence_offset_ms = Some((secs * 1000.0).round() as u32);
+            }
             other => bail!("unknown option `{other}` for `{sub}` (try `dubhost --help`)"),
         }
     }
@@ -201,7 +218,11 @@ where
             },
             dir,
         },
-        _ => Command::MakeSample { dir, duration_secs },
+        _ => Command::MakeSample {
+            dir,
+            duration_secs,
+            sentence_offset_ms,
+        },
     })
 }
 

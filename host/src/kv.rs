@@ -177,7 +177,7 @@ impl wit::Host for KvView<'_> {}
 
 impl wit::HostStore for KvView<'_> {
     fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<StoreHandle>, Error>> {
-        if !self.labels.iter().any(|l| *l == label) {
+        if !self.labels.contains(&label) {
             return Ok(Err(Error::AccessDenied));
         }
         if label != DEFAULT_LABEL {

@@ -8,6 +8,8 @@
 
 mod bindings;
 mod cli;
+mod inspect;
+mod kv;
 mod manifest;
 mod media;
 mod outbound;
@@ -40,6 +42,11 @@ fn main() -> std::process::ExitCode {
 
 fn run(cmd: Command) -> Result<()> {
     match cmd {
+        // Its own exit codes (0 valid, 2 invalid, 1 usage/IO); stdout is flushed by `run`.
+        Command::Inspect(args) => match inspect::run(&args) {
+            0 => Ok(()),
+            code => std::process::exit(code.into()),
+        },
         Command::Help => {
             print!("{}", cli::USAGE);
             Ok(())
@@ -108,10 +115,17 @@ fn run(cmd: Command) -> Result<()> {
         Command::Origin { listen, dir } => serve_local(listen, "origin", |listener| async move {
             dub_localsvc::serve_origin(listener, dir, dub_localsvc::OriginOptions::default()).await
         }),
-        Command::MakeSample { dir, duration_secs } => {
+        Command::MakeSample {
+            dir,
+            duration_secs,
+            sentence_offset_ms,
+        } => {
             let mut opts = dub_localsvc::SampleOptions::default();
             if let Some(d) = duration_secs {
                 opts.duration_secs = d;
+            }
+            if let Some(ms) = sentence_offset_ms {
+                opts.sentence_offset = f64::from(ms) / 1000.0;
             }
             // `make_sample` runs its own single-threaded runtime: call it outside tokio.
             let info = dub_localsvc::make_sample(&dir, &opts)?;

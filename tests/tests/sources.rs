@@ -100,34 +100,40 @@ fn video_frame_md5s(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `codec_name/profile/sample_rate/channels` of the first audio stream and the audio packet
-/// count and duration, by ffprobe.
+/// `codec_name|profile|sample_rate|channels` of the first audio stream, its packet count and
+/// the time it spans (first packet's start to last packet's end), by ffprobe. TS packets often
+/// carry no duration: the last one is taken to last as long as the one before it.
 fn audio_probe(path: &Path) -> (String, usize, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
-        .args([
-            "stream=codec_name,profile,sample_rate,channels:packet=duration_time",
-            "-of",
-            "compact=p=0:nk=1",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut stream = String::new();
-    let mut packets = 0usize;
-    let mut dur = 0.0;
-    for line in text.lines() {
-        match line.parse::<f64>() {
-            Ok(d) => {
-                packets += 1;
-                dur += d;
-            }
-            Err(_) if !line.is_empty() => stream = line.to_string(),
-            Err(_) => {}
-        }
-    }
-    (stream, packets, dur)
+    let run = |entries: &str| -> String {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "a:0",
+                "-show_entries",
+                entries,
+            ])
+            .args(["-of", "compact=p=0:nk=1"])
+            .arg(path)
+            .output()
+            .expect("ffprobe");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stream = run("stream=codec_name,profile,sample_rate,channels")
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string();
+    let pts: Vec<f64> = run("packet=pts_time")
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches('|').parse::<f64>().ok())
+        .collect();
+    let span = match pts.as_slice() {
+        [.., a, b] => b - pts[0] + (b - a),
+        _ => 0.0,
+    };
+    (stream, pts.len(), span)
 }
 
 /// A muxed MPEG-TS stream with real English speech: the edge serves it as fMP4 with an init it

@@ -14,11 +14,14 @@ use crate::pcm::Pcm;
 /// Samples per AAC-LC access unit.
 pub const FRAME: usize = 1024;
 
-/// Decode raw AAC access units with the given AudioSpecificConfig to interleaved PCM.
+/// Decode raw AAC access units with the given AudioSpecificConfig to interleaved PCM;
+/// every unit must decode to `frame_len` frames (1024 for AAC-LC, 2048 with SBR) at
+/// `sample_rate` x `channels`.
 pub(crate) fn decode_aus<'a>(
     asc: &[u8],
     sample_rate: u32,
     channels: u16,
+    frame_len: usize,
     aus: impl ExactSizeIterator<Item = &'a [u8]>,
 ) -> Result<Pcm> {
     let n = aus.len();
@@ -29,12 +32,12 @@ pub(crate) fn decode_aus<'a>(
     let mut dec = syom::Decoder::from_asc(asc, opts)
         .map_err(|e| Error::unsupported(format!("AAC config: {e}")))?;
     let ch = usize::from(channels);
-    let mut samples: Vec<f32> = Vec::with_capacity(n * FRAME * ch);
+    let mut samples: Vec<f32> = Vec::with_capacity(n * frame_len * ch);
     for (i, au) in aus.enumerate() {
         let before = samples.len();
         let mut bad: Option<String> = None;
         dec.decode_au(au, |f| {
-            if f.samples != FRAME || f.planar.len() != ch || f.sample_rate != sample_rate {
+            if f.samples != frame_len || f.planar.len() != ch || f.sample_rate != sample_rate {
                 bad = Some(format!(
                     "access unit {i} decoded to {} x {} at {} Hz",
                     f.planar.len(),
@@ -43,24 +46,45 @@ pub(crate) fn decode_aus<'a>(
                 ));
                 return Ok(());
             }
-            for t in 0..FRAME {
-                for plane in f.planar {
-                    samples.push(plane.get(t).copied().unwrap_or(0.0));
-                }
-            }
+            crate::pcm::extend_interleaved(&mut samples, f.planar, frame_len);
             Ok(())
         })
         .map_err(|e| Error::invalid(format!("AAC access unit {i}: {e}")))?;
         if let Some(msg) = bad {
             return Err(Error::unsupported(msg));
         }
-        if samples.len() != before + FRAME * ch {
+        if samples.len() != before + frame_len * ch {
             return Err(Error::invalid(format!(
                 "AAC access unit {i} produced no audio"
             )));
         }
     }
     Pcm::new(sample_rate, channels, samples)
+}
+
+/// What one access unit decodes to: (sample rate, channels, frames). Finds SBR and PS
+/// whether the ASC signals them explicitly (object types 5 and 29) or not (implicit
+/// signalling: an LC config at the core rate whose units carry SBR extension payloads).
+pub(crate) fn probe_output(asc: &[u8], first_au: &[u8]) -> Result<(u32, u16, usize)> {
+    let opts = syom::DecodeOptions::audio().with_max_duration_secs(f64::INFINITY);
+    let mut dec = syom::Decoder::from_asc(asc, opts)
+        .map_err(|e| Error::unsupported(format!("AAC config: {e}")))?;
+    let mut out = None;
+    dec.decode_au(first_au, |f| {
+        out.get_or_insert((f.sample_rate, f.planar.len(), f.samples));
+        Ok(())
+    })
+    .map_err(|e| Error::invalid(format!("AAC access unit 0: {e}")))?;
+    let (rate, ch, frames) =
+        out.ok_or_else(|| Error::invalid("AAC access unit 0 produced no audio"))?;
+    let ch = u16::try_from(ch).map_err(|_| Error::unsupported("AAC channel count"))?;
+    limits::check_audio_format(rate, ch)?;
+    if frames != FRAME && frames != 2 * FRAME {
+        return Err(Error::unsupported(format!(
+            "AAC access units of {frames} samples"
+        )));
+    }
+    Ok((rate, ch, frames))
 }
 
 /// Encode `audio` (exactly `frames * 1024` frames) to `frames` raw AAC-LC access units that
@@ -103,7 +127,7 @@ pub(crate) fn encode_aligned(
                 (start..p.frames()).map(|t| p.samples.get(t * ch + c).copied().unwrap_or(0.0)),
             );
         }
-        plane.extend(audio.samples.iter().skip(c).step_by(ch).copied());
+        crate::pcm::extend_channel(plane, &audio.samples, ch, c);
         let n = frames * FRAME;
         match lookahead {
             Some(la) => {
@@ -117,13 +141,7 @@ pub(crate) fn encode_aligned(
                 audio.samples.get(src * ch + c).copied().unwrap_or(0.0) * taper(t)
             })),
         }
-        for s in plane.iter_mut() {
-            *s = if s.is_finite() {
-                s.clamp(-1.0, 1.0)
-            } else {
-                0.0
-            };
-        }
+        crate::pcm::sanitize_clamp(plane);
     }
     let refs: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
     let mut aus: Vec<Vec<u8>> = Vec::with_capacity(frames + 3);

@@ -47,3 +47,24 @@ pub(crate) fn check_audio_format(sample_rate: u32, channels: u16) -> Result<()> 
     }
     Ok(())
 }
+
+/// Most times a TS stream may lose and regain sync in one segment.
+pub const MAX_TS_RESYNCS: usize = 64;
+/// Furthest a lost TS sync is searched for (bytes).
+pub const MAX_TS_RESYNC_SCAN: usize = 16 * 188;
+/// Largest PSI section (ISO/IEC 13818-1 caps PAT/PMT sections at 1024 bytes).
+pub const MAX_PSI_SECTION: usize = 1024;
+/// Most elementary streams accepted in a PMT.
+pub const MAX_TS_STREAMS: usize = 32;
+/// Largest single PES packet reassembled (bytes).
+pub const MAX_PES_BYTES: usize = 8 * 1024 * 1024;
+/// Most timestamped PES packets per elementary stream in one segment.
+pub const MAX_PES_PER_STREAM: usize = 200_000;
+/// Most video access units in one segment.
+pub const MAX_VIDEO_SAMPLES: usize = 200_000;
+/// Largest SPS or PPS accepted (bytes).
+pub const MAX_PARAM_SET_BYTES: usize = 1024;
+/// Most distinct SPS (and, separately, PPS) collected from one segment.
+pub const MAX_PARAM_SETS: usize = 32;
+/// Most ID3 tags read in front of packed audio.
+pub const MAX_ID3_TAGS: usize = 16;

@@ -3,6 +3,9 @@
 
 use std::num::{NonZeroU16, NonZeroU32};
 
+use crate::dsp;
+#[cfg(test)]
+use crate::dsp::scalar::soft_limit;
 use crate::error::{Error, Result};
 use crate::pcm::Pcm;
 
@@ -47,8 +50,6 @@ pub const MAX_DUCK_DB: f32 = 60.0;
 pub const SPEED_RANGE: (f32, f32) = (0.5, 2.0);
 /// Speech counts as present in a 10 ms block whose RMS exceeds this (-50 dBFS).
 const PRESENCE_RMS: f32 = 0.003_16;
-/// The limiter leaves samples below this untouched.
-const LIMIT_KNEE: f32 = 0.9;
 
 /// Time-compress (`speed > 1`) or stretch speech with its pitch kept.
 ///
@@ -71,11 +72,7 @@ pub fn time_stretch(pcm: &Pcm, speed: f32) -> Result<Pcm> {
         .map_err(|e| Error::internal(format!("time stretch: {e}")))?;
     let frames = (pcm.frames() as f64 / f64::from(speed)).round() as usize;
     out.resize(frames * usize::from(pcm.channels), 0.0);
-    for s in &mut out {
-        if !s.is_finite() {
-            *s = 0.0;
-        }
-    }
+    dsp::zero_non_finite(&mut out);
     Pcm::new(pcm.sample_rate, pcm.channels, out)
 }
 
@@ -106,17 +103,24 @@ pub fn mix(background: &Pcm, voices: &[Placement<'_>], opts: &MixOptions) -> Res
                 v.speech.sample_rate, v.speech.channels
             )));
         }
-        let stretched = time_stretch(v.speech, v.speed)?;
+        // Speed 1.0 borrows the speech (time_stretch would return a copy of it).
+        let stretched_buf;
+        let stretched = if v.speed == 1.0 {
+            v.speech.validate()?;
+            v.speech
+        } else {
+            stretched_buf = time_stretch(v.speech, v.speed)?;
+            &stretched_buf
+        };
         let len = stretched.frames() as i64;
         // Overlap of [start, start + len) with [0, n), in output frames.
         let from = v.start_frame.clamp(0, n as i64);
         let to = v.start_frame.saturating_add(len).clamp(0, n as i64);
-        for f in from..to {
-            let src = (f - v.start_frame) as usize;
-            let (o, s) = (f as usize * ch, src * ch);
-            for c in 0..ch {
-                speech[o + c] += stretched.samples[s + c];
-            }
+        if from < to {
+            let src = (from - v.start_frame) as usize * ch;
+            let count = (to - from) as usize * ch;
+            let dst = &mut speech[from as usize * ch..][..count];
+            dsp::add_into(dst, &stretched.samples[src..src + count]);
         }
     }
 
@@ -125,67 +129,66 @@ pub fn mix(background: &Pcm, voices: &[Placement<'_>], opts: &MixOptions) -> Res
         Background::Original => vec![1.0; n],
         Background::Duck => duck_envelope(&speech, ch, rate, opts.duck_db),
     };
-    let out: Vec<f32> = background
-        .samples
-        .chunks_exact(ch)
-        .zip(speech.chunks_exact(ch))
-        .zip(&gain)
-        .flat_map(|((b, s), &g)| b.iter().zip(s).map(move |(b, s)| soft_limit(b * g + s)))
-        .collect();
-    Pcm::new(rate, channels, out)
+    // The speech buffer becomes the output: background * gain + speech, limited, in place.
+    let mut out = speech;
+    dsp::duck_mix(&background.samples, &gain, ch, &mut out);
+    // Finite by construction: finite inputs through the limiter (which maps even overflow
+    // to +-1), so the O(n) re-validation of `Pcm::new` is skipped.
+    Ok(Pcm {
+        sample_rate: rate,
+        channels,
+        samples: out,
+    })
 }
 
 /// Per-frame background gain: ducked where speech is present, with linear ramps.
+///
+/// Frame `f` targets the ducked level when speech is present at some frame in
+/// `[f, f + attack]` (so speech begins fully ducked), else full level; the gain moves toward
+/// the target by a fixed step per frame (attack down, release up).
 fn duck_envelope(speech: &[f32], ch: usize, rate: u32, duck_db: f32) -> Vec<f32> {
     let n = speech.len() / ch.max(1);
     let block = (rate as usize / 100).max(1);
-    let mut present = vec![false; n];
+    let attack = ((ATTACK_SECS * rate as f32) as usize).max(1);
+    let release = ((RELEASE_SECS * rate as f32) as usize).max(1);
+    // Ducked ranges [a, b) of frames, merged: each present block plus `attack` frames before.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
     for (b, chunk) in speech.chunks(block * ch).enumerate() {
-        let energy = chunk.iter().map(|s| s * s).sum::<f32>() / chunk.len().max(1) as f32;
+        let energy = dsp::sum_squares(chunk) / chunk.len().max(1) as f32;
         if energy.sqrt() > PRESENCE_RMS {
             let start = b * block;
-            present[start..(start + block).min(n)].fill(true);
+            let (lo, hi) = (start.saturating_sub(attack), (start + block).min(n));
+            match ranges.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = hi,
+                _ => ranges.push((lo, hi)),
+            }
         }
     }
     let low = 10f32.powf(-duck_db / 20.0);
-    let attack = ((ATTACK_SECS * rate as f32) as usize).max(1);
-    let release = ((RELEASE_SECS * rate as f32) as usize).max(1);
-    // Start the attack ramp `attack` frames before speech, so speech begins fully ducked.
-    let mut target = vec![1.0f32; n];
-    let mut next_speech = usize::MAX;
-    for f in (0..n).rev() {
-        if present[f] {
-            next_speech = f;
-        }
-        if next_speech != usize::MAX && next_speech - f <= attack {
-            target[f] = low;
-        }
-    }
     let down = (1.0 - low) / attack as f32;
     let up = (1.0 - low) / release as f32;
+    let mut gain = vec![1.0f32; n];
     let mut g = 1.0f32;
-    target
-        .iter()
-        .map(|&t| {
-            g = if g > t {
-                (g - down).max(t)
-            } else {
-                (g + up).min(t)
-            };
-            g
-        })
-        .collect()
-}
-
-/// Identity below [`LIMIT_KNEE`], then a tanh curve approaching 1.
-fn soft_limit(x: f32) -> f32 {
-    let a = x.abs();
-    if a <= LIMIT_KNEE {
-        return x;
+    let mut pos = 0;
+    for &(a, b) in ranges.iter().chain(std::iter::once(&(n, n))) {
+        // Release toward 1 until `a`; once there, the rest is already 1.0.
+        for v in &mut gain[pos..a] {
+            if g >= 1.0 {
+                break;
+            }
+            g = (g + up).min(1.0);
+            *v = g;
+        }
+        // Attack toward `low` over [a, b); once there, hold it.
+        for v in &mut gain[a..b] {
+            if g > low {
+                g = (g - down).max(low);
+            }
+            *v = g;
+        }
+        pos = b;
     }
-    let room = 1.0 - LIMIT_KNEE;
-    let y = LIMIT_KNEE + room * ((a - LIMIT_KNEE) / room).tanh();
-    y.min(1.0).copysign(x)
+    gain
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Interleaved f32 PCM and its RIFF/WAVE reading and writing.
 
+use crate::dsp;
 use crate::error::{Error, Result};
 use crate::limits;
 
@@ -52,7 +53,9 @@ impl Pcm {
             )));
         }
         check_frames(self.frames())?;
-        if let Some(i) = self.samples.iter().position(|s| !s.is_finite()) {
+        if !dsp::all_finite(&self.samples)
+            && let Some(i) = self.samples.iter().position(|s| !s.is_finite())
+        {
             return Err(Error::invalid(format!("sample {i} is not finite")));
         }
         Ok(())
@@ -152,6 +155,16 @@ impl Pcm {
         let frame_bytes = width * usize::from(channels);
         let frames = data.len() / frame_bytes;
         check_frames(frames)?;
+        if (tag, bits) == (1, 16) {
+            // The common case (TTS output), vectorised; always finite.
+            let mut samples = vec![0.0f32; frames * usize::from(channels)];
+            dsp::s16le_to_f32(data, &mut samples);
+            return Ok(Pcm {
+                sample_rate: rate,
+                channels,
+                samples,
+            });
+        }
         let samples: Vec<f32> = data
             .chunks_exact(width)
             .take(frames * usize::from(channels))
@@ -180,12 +193,56 @@ impl Pcm {
         out.extend_from_slice(&16u16.to_le_bytes());
         out.extend_from_slice(b"data");
         out.extend_from_slice(&(data_len as u32).to_le_bytes());
-        for &s in &self.samples {
-            let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
-            out.extend_from_slice(&v.to_le_bytes());
+        let mut buf = [0i16; 1024];
+        for chunk in self.samples.chunks(buf.len()) {
+            let buf = &mut buf[..chunk.len()];
+            dsp::f32_to_i16(chunk, buf);
+            out.extend(buf.iter().flat_map(|v| v.to_le_bytes()));
         }
         out
     }
+}
+
+/// Append `frames` frames of `planes` (one slice per channel) to `out`, interleaved; a plane
+/// shorter than `frames` reads as zeros past its end. Stereo is vectorised (decoder output).
+pub(crate) fn extend_interleaved<P: AsRef<[f32]>>(out: &mut Vec<f32>, planes: &[P], frames: usize) {
+    let ch = planes.len();
+    let start = out.len();
+    out.resize(start + frames * ch, 0.0);
+    let dst = &mut out[start..];
+    match planes {
+        [l, r] if l.as_ref().len() >= frames && r.as_ref().len() >= frames => {
+            dsp::interleave2(l.as_ref(), r.as_ref(), dst)
+        }
+        _ => {
+            for (c, plane) in planes.iter().enumerate() {
+                let plane = plane.as_ref();
+                for (t, v) in plane.iter().take(frames).enumerate() {
+                    dst[t * ch + c] = *v;
+                }
+            }
+        }
+    }
+}
+
+/// Append channel `c` of interleaved `samples` (`ch` channels) to `plane` (encoder input).
+/// Stereo is split in L1-sized blocks by the vectorised deinterleaver.
+pub(crate) fn extend_channel(plane: &mut Vec<f32>, samples: &[f32], ch: usize, c: usize) {
+    if ch != 2 {
+        plane.extend(samples.iter().skip(c).step_by(ch.max(1)).copied());
+        return;
+    }
+    let (mut l, mut r) = ([0.0f32; 512], [0.0f32; 512]);
+    for block in samples.chunks(2 * l.len()) {
+        let n = block.len() / 2;
+        dsp::deinterleave2(block, &mut l[..n], &mut r[..n]);
+        plane.extend_from_slice(if c == 0 { &l[..n] } else { &r[..n] });
+    }
+}
+
+/// Non-finite samples to 0, the rest clamped to [-1, 1] (what the encoder accepts).
+pub(crate) fn sanitize_clamp(samples: &mut [f32]) {
+    dsp::sanitize_clamp(samples)
 }
 
 fn check_frames(frames: usize) -> Result<()> {

@@ -303,7 +303,14 @@ fn remux_join_stays_in_sync() {
     let mut aus: Vec<&[u8]> = s1.access_units().collect();
     aus.extend(s2.access_units());
     let t = s1.track();
-    let reference = aac::decode_aus(&t.asc, t.sample_rate, t.channels, aus.into_iter()).unwrap();
+    let reference = aac::decode_aus(
+        &t.asc,
+        t.sample_rate,
+        t.channels,
+        aac::FRAME,
+        aus.into_iter(),
+    )
+    .unwrap();
     let n1 = s1.pcm_frames();
     let p1 = reference.slice(0, n1);
     let p2 = reference.slice(n1, s2.pcm_frames());
@@ -315,7 +322,14 @@ fn remux_join_stays_in_sync() {
         );
         let mut aus: Vec<&[u8]> = r1.access_units().collect();
         aus.extend(r2.access_units());
-        let joined = aac::decode_aus(&t.asc, t.sample_rate, t.channels, aus.into_iter()).unwrap();
+        let joined = aac::decode_aus(
+            &t.asc,
+            t.sample_rate,
+            t.channels,
+            aac::FRAME,
+            aus.into_iter(),
+        )
+        .unwrap();
         assert_eq!(joined.frames(), reference.frames());
         let (a, b) = (mono(&reference.samples, 2), mono(&joined.samples, 2));
         assert_eq!(best_lag(&a, &b, n1 - 4096, 8192, 1024), 0);
@@ -355,7 +369,7 @@ fn remux_join_stays_in_sync() {
 
 /// Decode a list of access units as one continuous stream (as a player does across segments).
 fn decode_stream<'a>(t: &AudioTrack, aus: impl ExactSizeIterator<Item = &'a [u8]>) -> Pcm {
-    aac::decode_aus(&t.asc, t.sample_rate, t.channels, aus).unwrap()
+    aac::decode_aus(&t.asc, t.sample_rate, t.channels, aac::FRAME, aus).unwrap()
 }
 
 /// Issue 3, point 6: a continuous stream processed segment by segment, independently, as the
@@ -740,6 +754,744 @@ fn remux_muxed_copies_video() {
         ) {
             assert!(a.lines().count() > 10);
             assert_eq!(a, b, "{seg_rel}: video packets differ");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// MPEG-TS and HE-AAC sources.
+
+/// Every `.ts`/`.aac` file of the corpus's hls-ts directory.
+fn ts_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    collect(&corpus().join("hls-ts"), &mut files);
+    files.retain(|p| p.extension().is_some_and(|x| x == "ts" || x == "aac"));
+    files.sort();
+    files
+}
+
+fn rel_name(p: &Path) -> String {
+    p.strip_prefix(corpus()).unwrap().display().to_string()
+}
+
+/// Run a tool, return stdout (None when the tool is missing).
+fn tool(cmd: &str, args: &[&str], path: &Path) -> Option<(bool, String, String)> {
+    if !ffmpeg_available() {
+        eprintln!("NOTICE: {cmd} not found, skipping");
+        return None;
+    }
+    let out = Command::new(cmd).args(args).arg(path).output().ok()?;
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// ffprobe's packets of one stream kind of a file: (pts, dts, flags) as strings.
+fn ffprobe_packets(path: &Path, kind: &str) -> Option<Vec<(String, String, String)>> {
+    let (ok, out, _) = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            kind,
+            "-show_entries",
+            "packet=pts,dts,flags",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    )?;
+    if !ok {
+        return None;
+    }
+    Some(
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    f.first().unwrap_or(&"").to_string(),
+                    f.get(1).unwrap_or(&"").to_string(),
+                    f.get(2).unwrap_or(&"").to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dub-media-ts-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every TS file gives a Segment or a typed error, never a panic; whatever opens decodes,
+/// remuxes, repackages and builds an init. Encrypted ones are `Encrypted`.
+#[test]
+fn ts_corpus_opens_or_gives_typed_errors() {
+    let files = ts_files();
+    assert!(files.len() >= 30, "{} TS files", files.len());
+    let mut opened = 0;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let name = rel_name(f);
+        match open_segment(&[], &bytes) {
+            Ok(seg) => {
+                opened += 1;
+                let packed = f.extension().is_some_and(|x| x == "aac") || name.contains("raw-aac");
+                let want = if packed {
+                    Container::PackedAudio
+                } else {
+                    Container::Ts
+                };
+                assert_eq!(seg.container(), want, "{name}");
+                let pcm = decode_audio(&seg).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(pcm.frames(), seg.pcm_frames());
+                let init = seg.output_init().unwrap();
+                let out = remux_audio(&seg, &pcm, None).unwrap();
+                let back = open_segment(&init, &out).unwrap();
+                assert_eq!(
+                    back.timing().base_decode_time,
+                    seg.timing().base_decode_time
+                );
+                assert_eq!(back.pcm_frames(), seg.pcm_frames(), "{name}");
+                let orig = repackage(&seg).unwrap();
+                let back = open_segment(&init, &orig).unwrap();
+                let a: Vec<&[u8]> = back.access_units().collect();
+                let b: Vec<&[u8]> = seg.access_units().collect();
+                if seg.frame_len == aac::FRAME {
+                    assert_eq!(a, b, "{name}: repackage copies the AAC frames");
+                }
+                eprintln!(
+                    "{name}: {:?} {} {:?} video {}",
+                    seg.timing(),
+                    seg.output_codecs(),
+                    (seg.track().sample_rate, seg.track().channels),
+                    seg.has_other_tracks()
+                );
+            }
+            Err(e) => eprintln!("{name}: {e}"),
+        }
+    }
+    assert!(opened >= 25, "{opened} TS files opened");
+    let enc = open_segment(&[], &read("hls-ts/videojs-segments/encrypted.ts"));
+    assert!(matches!(enc, Err(Error::Encrypted(_))), "{enc:?}");
+    // Video-only and empty TS: typed, not panics.
+    for (rel, unsupported) in [
+        ("hls-ts/shaka-misc/video.ts", true),
+        ("hls-ts/videojs-segments/zeroLength.ts", false),
+    ] {
+        let r = open_segment(&[], &read(rel));
+        match r {
+            Err(Error::Unsupported(_)) if unsupported => {}
+            Err(Error::Invalid(_)) if !unsupported => {}
+            other => panic!("{rel}: {:?}", other.map(|s| s.timing())),
+        }
+    }
+}
+
+/// Audio frame count and every PTS, video packet count, DTS, PTS and keyframes equal
+/// ffprobe's for every TS file ffprobe reads.
+#[test]
+fn ts_timestamps_match_ffprobe() {
+    let mut compared = 0;
+    for f in ts_files() {
+        let name = rel_name(&f);
+        let Ok(seg) = open_segment(&[], &std::fs::read(&f).unwrap()) else {
+            continue;
+        };
+        let Source::Ts(d) = &seg.src else {
+            unreachable!()
+        };
+        let Some(a) = ffprobe_packets(&f, "a") else {
+            return;
+        };
+        let ours: Vec<String> = d.audio.iter().map(|x| x.pts.to_string()).collect();
+        let theirs: Vec<String> = a.iter().map(|x| x.0.clone()).collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}: audio frame count");
+        if d.packed {
+            // ffmpeg's raw AAC reader ignores the ID3 timestamp: compare with the PRIV
+            // frame's 8 bytes, found by a plain search.
+            let bytes = std::fs::read(&f).unwrap();
+            let owner = b"com.apple.streaming.transportStreamTimestamp\0";
+            let want = bytes
+                .windows(owner.len())
+                .position(|w| w == owner)
+                .map_or(0, |p| {
+                    let b = &bytes[p + owner.len()..p + owner.len() + 8];
+                    u64::from_be_bytes(b.try_into().unwrap()) & ((1 << 33) - 1)
+                });
+            assert_eq!(d.first_raw_pts, want, "{name}: ID3 timestamp");
+            eprintln!("{name}: packed, {} frames, first PTS {want}", ours.len());
+            compared += 1;
+            continue;
+        }
+        // ffmpeg unwraps 33-bit timestamps its own way (it may show them negative): compare
+        // modulo 2^33. It interpolates the PTS of frames without their own in whole ticks
+        // of 1024 * 90000 / rate; allow its rounding.
+        let m33 = |a: i64, b: i64| (a - b).rem_euclid(1 << 33).min((b - a).rem_euclid(1 << 33));
+        for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+            let (o, t): (i64, i64) = (o.parse().unwrap(), t.parse().unwrap());
+            let tol = if i == 0 { 0 } else { 2 };
+            assert!(m33(o, t) <= tol, "{name}: audio PTS {i}: {o} vs {t}");
+        }
+        if let Some(v) = &d.video {
+            let p = ffprobe_packets(&f, "v").unwrap();
+            assert_eq!(v.samples.len(), p.len(), "{name}: video packet count");
+            for (i, (s, (pts, dts, flags))) in v.samples.iter().zip(&p).enumerate() {
+                let pts: i64 = pts.parse().unwrap();
+                let dts: i64 = dts.parse().unwrap_or(pts);
+                // A PES with a PTS only has DTS = PTS (ours); ffmpeg may guess another one.
+                assert!(
+                    m33(s.dts, dts) == 0 || s.cts == 0 || s.guessed,
+                    "{name}: video DTS {i}: {} vs {dts}",
+                    s.dts
+                );
+                assert_eq!(
+                    m33(s.dts + i64::from(s.cts), pts),
+                    0,
+                    "{name}: video PTS {i}"
+                );
+                // Ours are IDR or recovery-point AUs; ffmpeg also flags non-IDR I frames.
+                if s.key {
+                    assert!(flags.starts_with('K'), "{name}: keyframe {i}");
+                }
+                if i == 0 {
+                    assert_eq!(s.key, flags.starts_with('K'), "{name}: keyframe 0");
+                }
+            }
+        }
+        eprintln!(
+            "{name}: {} audio frames, {} video, first PTS {}",
+            ours.len(),
+            d.video.as_ref().map_or(0, |v| v.samples.len()),
+            ours[0]
+        );
+        compared += 1;
+    }
+    assert!(compared >= 20, "{compared} files compared");
+}
+
+/// Each packet's data of one stream kind, from `ffprobe -show_packets -show_data`.
+fn ffprobe_packet_data(path: &Path, kind: &str) -> Option<Vec<Vec<u8>>> {
+    let (ok, out, _) = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            kind,
+            "-show_packets",
+            "-show_data",
+        ],
+        path,
+    )?;
+    assert!(ok);
+    let mut packets = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    for line in out.lines() {
+        if line == "data=" {
+            cur = Some(Vec::new());
+        } else if line.starts_with("[/PACKET]") {
+            packets.extend(cur.take());
+        } else if let Some(buf) = cur.as_mut() {
+            // "00000010: 4141 9f9f ...  ascii": 8 groups of 4 hex digits after the offset.
+            let hex: String = line
+                .get(10..50.min(line.len()))
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_hexdigit)
+                .collect();
+            for i in (0..hex.len() / 2 * 2).step_by(2) {
+                buf.push(u8::from_str_radix(&hex[i..i + 2], 16).unwrap());
+            }
+        }
+    }
+    Some(packets)
+}
+
+/// The NAL units of an Annex B packet without AUD, SPS, PPS and filler (what the fMP4
+/// samples carry).
+fn annexb_payload_nals(p: &[u8]) -> Vec<Vec<u8>> {
+    ts::h264::nal_units(p)
+        .map(|(s, e)| p[s..e].to_vec())
+        .filter(|n| !n.is_empty() && !matches!(n[0] & 0x1f, 7 | 8 | 9 | 12))
+        .collect()
+}
+
+/// The NAL units of an AVCC sample (4-byte lengths).
+fn avcc_nals(mut p: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while p.len() >= 4 {
+        let n = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        out.push(p[4..4 + n].to_vec());
+        p = &p[4 + n..];
+    }
+    assert!(p.is_empty(), "AVCC sample with trailing bytes");
+    out
+}
+
+const MUXED_TS: [&str; 6] = [
+    "hls-ts/shaka-hls-ts-muxed-aac-h264/n_0_0_0.ts",
+    "hls-ts/shaka-overflow-nalus/fileSequence0.ts",
+    "hls-ts/shaka-overflow-samples-speech/fileSequence0.ts",
+    "hls-ts/shaka-hls-ts-rollover/360p30_h264_48k_160_aac_ts-0000000029.ts",
+    "hls-ts/videojs-segments/muxed.ts",
+    "hls-ts/videojs-segments/oneSecond.ts",
+];
+
+/// Muxed TS to fMP4: every video sample ffprobe reads from our init + segment carries
+/// exactly the NAL units of the source's Annex B packet (AUD/SPS/PPS moved to avcC), in
+/// the same order, with the same PTS/DTS.
+#[test]
+fn ts_video_bytes_equal_annexb_payloads() {
+    for rel in MUXED_TS {
+        let src = corpus().join(rel);
+        let seg = open_segment(&[], &std::fs::read(&src).unwrap()).unwrap();
+        let dir = temp_dir(&format!("v-{}", rel.replace('/', "_")));
+        let out_path = dir.join("out.mp4");
+        let mut all = seg.output_init().unwrap();
+        all.extend(repackage(&seg).unwrap());
+        std::fs::write(&out_path, &all).unwrap();
+        let (Some(theirs), Some(ours)) = (
+            ffprobe_packet_data(&src, "v"),
+            ffprobe_packet_data(&out_path, "v"),
+        ) else {
+            return;
+        };
+        assert_eq!(theirs.len(), ours.len(), "{rel}: video packets");
+        for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
+            assert_eq!(annexb_payload_nals(t), avcc_nals(o), "{rel}: packet {i}");
+        }
+        let (a, b) = (
+            ffprobe_packets(&src, "v").unwrap(),
+            ffprobe_packets(&out_path, "v").unwrap(),
+        );
+        let pts = |v: &[(String, String, String)]| -> Vec<i64> {
+            v.iter().map(|x| x.0.parse::<i64>().unwrap()).collect()
+        };
+        let (pa, pb) = (pts(&a), pts(&b));
+        // Same presentation times relative to the first (ffmpeg's mov reader shifts the
+        // whole track when composition offsets are negative, as in the overflow samples).
+        for (i, (x, y)) in pa.iter().zip(&pb).enumerate() {
+            assert_eq!(
+                (x - pa[0] - (y - pb[0])).rem_euclid(1 << 33),
+                0,
+                "{rel}: PTS {i}"
+            );
+        }
+        eprintln!("{rel}: {} video packets identical", ours.len());
+        if let Some(keep) = std::env::var_os("DUB_MEDIA_KEEP") {
+            let _ = std::fs::copy(&out_path, Path::new(&keep).join(rel.replace('/', "_")));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// ffmpeg decodes output init + dubbed segment and init + repackaged segment of every TS
+/// sample without a message; ffprobe shows AAC-LC (and H.264) and the segment's duration.
+#[test]
+fn ts_output_plays_in_ffmpeg() {
+    let mut checked = 0;
+    for f in ts_files() {
+        let name = rel_name(&f);
+        let Ok(seg) = open_segment(&[], &std::fs::read(&f).unwrap()) else {
+            continue;
+        };
+        let init = seg.output_init().unwrap();
+        let pcm = decode_audio(&seg).unwrap();
+        for (kind, media) in [
+            ("dub", remux_audio(&seg, &pcm, None).unwrap()),
+            ("orig", repackage(&seg).unwrap()),
+        ] {
+            let tag = format!("{}-{kind}", name.replace('/', "_"));
+            let dir = temp_dir(&tag);
+            let path = dir.join("o.mp4");
+            let mut all = init.clone();
+            all.extend(&media);
+            std::fs::write(&path, &all).unwrap();
+            // Decode everything, timestamps kept at 90 kHz in the null muxer (the
+            // overflow-nalus source steps 3000 and 3150 ticks between frames; at the
+            // 29.92 fps ffmpeg infers from that, its default frame time base would report
+            // two frames 3000 ticks apart as a collision).
+            let out = Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(&path)
+                .args(["-enc_time_base:v", "1/90000", "-f", "null", "-"])
+                .output()
+                .unwrap();
+            let (ok, errs) = (out.status.success(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                ok && errs.trim().is_empty(),
+                "{name} {kind}: ffmpeg says {errs}"
+            );
+            let (_, out, _) = tool(
+                "ffprobe",
+                &[
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name,profile,sample_rate,channels,duration",
+                    "-of",
+                    "csv=p=0",
+                ],
+                &path,
+            )
+            .unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            let audio = out.lines().find(|l| l.starts_with("aac")).unwrap();
+            assert!(audio.contains("LC"), "{name}: {audio}");
+            let rate = seg.track().sample_rate;
+            assert!(audio.contains(&format!(",{rate},")), "{name}: {audio}");
+            let secs = seg.pcm_frames() as f64 / f64::from(rate);
+            let dur: f64 = audio.rsplit(',').next().unwrap().parse().unwrap();
+            // ffprobe gives a fragment's end time (tfdt + duration) as its duration.
+            let end = seg.timing().base_decode_time as f64 / f64::from(rate) + secs;
+            assert!(
+                (dur - secs).abs() < 0.001 || (dur - end).abs() < 0.001,
+                "{name}: {dur} s vs {secs} s"
+            );
+            assert_eq!(
+                out.lines().any(|l| l.starts_with("h264")),
+                seg.has_other_tracks()
+            );
+            assert!(
+                seg.output_codecs().starts_with(if seg.has_other_tracks() {
+                    "avc1."
+                } else {
+                    "mp4a.40.2"
+                }),
+                "{name}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 25, "{checked}");
+}
+
+/// Rollover segments 24..33 (the 33-bit PTS wraps inside 28/29): with the wraps counted by
+/// `pts_wrapped`, every output segment's audio tfdt + duration meets the next one's tfdt
+/// within one sample, and video decode times continue; every segment gives the same init.
+#[test]
+fn ts_rollover_segments_join_with_wrap_helper() {
+    let mut prev: Option<(u64, u64, u64, u64)> = None; // (raw first pts, audio end, video end)
+    let mut wraps = 0u32;
+    let mut init0: Option<Vec<u8>> = None;
+    let mut worst = 0i64;
+    for n in 24..=33 {
+        let rel = format!("hls-ts/shaka-hls-ts-rollover/360p30_h264_48k_160_aac_ts-00000000{n}.ts");
+        let mut seg = open_segment(&[], &read(&rel)).unwrap();
+        let raw = seg.first_pts().unwrap();
+        if let Some((p, ..)) = prev
+            && pts_wrapped(p, raw)
+        {
+            wraps += 1;
+        }
+        seg.set_pts_wraps(wraps);
+        let init = seg.output_init().unwrap();
+        assert_eq!(
+            init0.get_or_insert(init.clone()),
+            &init,
+            "{rel}: init differs"
+        );
+        let out = repackage(&seg).unwrap();
+        let back = open_segment(&init, &out).unwrap();
+        let t = back.timing();
+        assert_eq!(t, seg.timing());
+        let Source::Ts(d) = &seg.src else {
+            unreachable!()
+        };
+        let v = d.video.as_ref().unwrap();
+        let vstart = (v.samples[0].dts + i64::from(wraps) * (1 << 33)) as u64;
+        let vlast = v.samples.last().unwrap().dts - v.samples[v.samples.len() - 2].dts;
+        let vend = (v.samples.last().unwrap().dts + i64::from(wraps) * (1 << 33) + vlast) as u64;
+        if let Some((_, aend, _, vend_prev)) = prev {
+            let gap = t.base_decode_time as i64 - aend as i64;
+            worst = worst.max(gap.abs());
+            assert!(gap.abs() <= 1, "{rel}: audio gap {gap} samples");
+            let vgap = vstart as i64 - vend_prev as i64;
+            assert!(vgap.abs() <= 3003, "{rel}: video gap {vgap} ticks");
+        }
+        prev = Some((raw, t.base_decode_time + t.duration, vstart, vend));
+    }
+    assert_eq!(wraps, 1);
+    eprintln!("rollover: worst audio join {worst} samples");
+    // A wrap is only a big backwards step.
+    assert!(pts_wrapped((1 << 33) - 100, 50));
+    assert!(!pts_wrapped(50, (1 << 33) - 100));
+    assert!(!pts_wrapped(1_000_000, 999_000));
+}
+
+const HE_TS: &str = "hls-ts/shaka-misc/id3-metadata.ts";
+
+/// Interleaved f32 from `ffmpeg -i path` at `rate` x `ch`.
+fn ffmpeg_decode_file(path: &Path, rate: u32, ch: u16) -> Option<Vec<f32>> {
+    let (ok, _, err) = tool("ffmpeg", &["-v", "error", "-y", "-i"], path)?;
+    let _ = (ok, err);
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-f",
+            "f32le",
+            "-ar",
+            &rate.to_string(),
+            "-ac",
+            &ch.to_string(),
+            "-",
+        ])
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        out.stdout
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
+}
+
+/// Normalised cross-correlation of two interleaved signals (channel-summed) at the best
+/// lag within +-`max` frames, over the middle of `a`; returns (correlation, lag).
+fn correlation(a: &[f32], b: &[f32], ch: usize, max: i64) -> (f64, i64) {
+    let (ma, mb) = (mono(a, ch), mono(b, ch));
+    let from = ma.len() / 8;
+    let len = ma.len() * 3 / 4;
+    let lag = best_lag(&ma, &mb, from, len.min(48_000), max);
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for i in from..from + len {
+        let j = i as i64 + lag;
+        let (Some(&x), Some(&y)) = (ma.get(i), mb.get(j.max(0) as usize)) else {
+            continue;
+        };
+        ab += f64::from(x) * f64::from(y);
+        aa += f64::from(x).powi(2);
+        bb += f64::from(y).powi(2);
+    }
+    (ab / (aa * bb).sqrt().max(1e-20), lag)
+}
+
+/// HE-AACv2 in TS (implicit SBR + PS over a 24 kHz mono core): decoded to 48 kHz stereo,
+/// like ffmpeg; the AAC-LC output decodes (in ffmpeg) to audio that correlates with
+/// ffmpeg's decode of the source.
+#[test]
+fn he_aac_ts_decodes_and_remuxes_as_lc() {
+    let src = corpus().join(HE_TS);
+    let seg = open_segment(&[], &std::fs::read(&src).unwrap()).unwrap();
+    let t = seg.track().clone();
+    assert_eq!(
+        (t.sample_rate, t.channels, t.codec.as_str()),
+        (48_000, 2, "mp4a.40.29")
+    );
+    assert_eq!(seg.pcm_frames(), seg.timing().frame_count as usize * 2048);
+    assert_eq!(seg.timing().duration, seg.pcm_frames() as u64);
+    let pcm = decode_audio(&seg).unwrap();
+    let init = seg.output_init().unwrap();
+    let lc = probe_init(&init).unwrap();
+    assert_eq!(
+        (lc.sample_rate, lc.channels, lc.codec.as_str()),
+        (48_000, 2, "mp4a.40.2")
+    );
+    let out = remux_audio(&seg, &pcm, None).unwrap();
+    let back = open_segment(&init, &out).unwrap();
+    assert_eq!(back.timing().frame_count, seg.timing().frame_count * 2);
+    assert_eq!(
+        back.timing().base_decode_time,
+        seg.timing().base_decode_time
+    );
+    assert_eq!(back.timing().duration, seg.timing().duration);
+    assert_eq!(
+        repackage(&seg).unwrap(),
+        out,
+        "HE repackage = decode + LC encode"
+    );
+    let Some(reference) = ffmpeg_decode_file(&src, 48_000, 2) else {
+        return;
+    };
+    let (c_dec, lag_dec) = correlation(&reference, &pcm.samples, 2, 4096);
+    let dir = temp_dir("he-ts");
+    let path = dir.join("o.mp4");
+    let mut all = init.clone();
+    all.extend(&out);
+    std::fs::write(&path, &all).unwrap();
+    let errs = ffmpeg_errors(&init, &out, "he-ts").unwrap();
+    assert!(errs.trim().is_empty(), "{errs}");
+    let played = ffmpeg_decode_file(&path, 48_000, 2).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (c_out, lag_out) = correlation(&reference, &played, 2, 4096);
+    eprintln!(
+        "HE-AACv2 TS: our decode vs ffmpeg r={c_dec:.4} (lag {lag_dec}); LC output via ffmpeg vs ffmpeg's source decode r={c_out:.4} (lag {lag_out})"
+    );
+    assert!(c_dec > 0.95, "decode correlation {c_dec}");
+    assert!(c_out > 0.9, "output correlation {c_out}");
+}
+
+/// HE-AAC fMP4 made by our writers from the HE-AACv2 TS's frames: an LC config at the
+/// 24 kHz core with timescale 24000 and 1024-tick samples (implicit SBR/PS), and an init
+/// declaring AOT 29 explicitly with timescale 48000 and 2048-tick samples. Each decodes at
+/// 48 kHz stereo; the output init is rewritten to AAC-LC (track id kept, timescale 48000);
+/// the output covers the same time span, plays in ffmpeg and correlates with ffmpeg's
+/// decode of the source.
+#[test]
+fn he_aac_fmp4_rewrites_init_and_remuxes() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let dir = temp_dir("he-fmp4");
+    let ts_seg = open_segment(&[], &read(HE_TS)).unwrap();
+    let aus: Vec<Vec<u8>> = ts_seg.access_units().map(<[u8]>::to_vec).collect();
+    let base48 = ts_seg.timing().base_decode_time;
+    let fixture = |asc: &[u8], timescale: u32| -> (Vec<u8>, Vec<u8>) {
+        let init = mp4::build::build_init(
+            None,
+            &mp4::build::AudioParams {
+                track_id: 3,
+                sample_rate: timescale,
+                channels: 2,
+                asc,
+            },
+        )
+        .unwrap();
+        let per = 2048 * timescale / 48_000;
+        let media = mp4::write::write_segment(&mp4::write::SegmentOut {
+            styp: None,
+            sequence_number: 5,
+            track_id: 3,
+            sample_description_index: None,
+            base_decode_time: base48 * u64::from(timescale) / 48_000,
+            durations: &vec![per; aus.len()],
+            aus: &aus,
+            others: Vec::new(),
+            audio_index: 0,
+        })
+        .unwrap();
+        (init, media)
+    };
+    // ffmpeg's decode of the TS itself is the reference.
+    let reference = ffmpeg_decode_file(&corpus().join(HE_TS), 48_000, 2).unwrap();
+    let implicit = fixture(&ts_seg.track().asc, 24_000);
+    let explicit = fixture(&[0xeb, 0x09, 0x88, 0x00], 48_000);
+    for (what, (init, media)) in [("implicit", implicit), ("explicit", explicit)] {
+        let seg = open_segment(&init, &media).unwrap();
+        let t = seg.track().clone();
+        assert_eq!((t.sample_rate, t.channels), (48_000, 2), "{what}");
+        let out_init = seg.output_init().unwrap();
+        assert_ne!(out_init, init);
+        let lc = probe_init(&out_init).unwrap();
+        assert_eq!(
+            (lc.track_id, lc.sample_rate, lc.channels, lc.codec.as_str()),
+            (t.track_id, 48_000, 2, "mp4a.40.2"),
+            "{what}"
+        );
+        let pcm = decode_audio(&seg).unwrap();
+        let (c_dec, _) = correlation(&reference, &pcm.samples, 2, 4096);
+        let out = remux_audio(&seg, &pcm, None).unwrap();
+        let back = open_segment(&out_init, &out).unwrap();
+        let (a, b) = (seg.timing(), back.timing());
+        let span = |x: u64, ts: u32| x as f64 / f64::from(ts);
+        assert!(
+            (span(a.base_decode_time, t.timescale) - span(b.base_decode_time, lc.timescale)).abs()
+                < 1e-4
+        );
+        assert!((span(a.duration, t.timescale) - span(b.duration, lc.timescale)).abs() < 1e-4);
+        let errs = ffmpeg_errors(&out_init, &out, &format!("he-{what}")).unwrap();
+        assert!(errs.trim().is_empty(), "{what}: {errs}");
+        let p = dir.join(format!("{what}.mp4"));
+        let mut all = out_init.clone();
+        all.extend(&out);
+        std::fs::write(&p, &all).unwrap();
+        let played = ffmpeg_decode_file(&p, 48_000, 2).unwrap();
+        let (c_out, lag) = correlation(&reference, &played, 2, 4096);
+        eprintln!("HE-AAC fMP4 ({what}): decode r={c_dec:.4}, LC output r={c_out:.4} (lag {lag})");
+        assert!(c_dec > 0.95 && c_out > 0.9, "{what}: {c_dec} {c_out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Truncations and bit flips of real TS segments: never a panic; the untouched ones open.
+#[test]
+fn ts_mutations_never_panic() {
+    for rel in [
+        "hls-ts/videojs-segments/muxed.ts",
+        "hls-ts/videojs-segments/oneSecond.ts",
+        HE_TS,
+    ] {
+        let ts = read(rel);
+        assert!(open_segment(&[], &ts).is_ok(), "{rel}");
+        let mut outcomes = [0usize; 2];
+        for cut in (0..ts.len()).step_by(61) {
+            outcomes[usize::from(open_segment(&[], &ts[..cut]).is_ok())] += 1;
+        }
+        for bit in (0..ts.len() * 8).step_by(97) {
+            let mut m = ts.clone();
+            m[bit / 8] ^= 1 << (bit % 8);
+            if let Ok(seg) = open_segment(&[], &m) {
+                let _ = seg.output_init();
+                let _ = seg.output_codecs();
+            }
+        }
+        // Short cuts fail; a long prefix of a big segment is still a segment.
+        assert!(outcomes[0] > 0, "{rel}: {outcomes:?}");
+        assert!(ts.len() < 10_000 || outcomes[1] > 0, "{rel}: {outcomes:?}");
+    }
+}
+
+/// AAC-LC fMP4 keeps the origin's bytes: the output init is the source init and the
+/// undubbed fallback is the source segment; CODECS lists the muxed video's avc1 first.
+#[test]
+fn fmp4_lc_output_init_and_repackage_are_the_source() {
+    for (init_rel, seg_rel, codecs) in [
+        (CLEAR_INIT, CLEAR_S1, "mp4a.40.2"),
+        (
+            "hls-fmp4/videojs-segments/mp4MuxedInit.mp4",
+            "hls-fmp4/videojs-segments/mp4Muxed.mp4",
+            "avc1.42c00d,mp4a.40.2",
+        ),
+    ] {
+        let (init, media) = (read(init_rel), read(seg_rel));
+        let seg = open_segment(&init, &media).unwrap();
+        assert_eq!(seg.container(), Container::Fmp4);
+        assert_eq!(sniff(&media), Container::Fmp4);
+        assert_eq!(seg.output_init().unwrap(), init);
+        assert_eq!(repackage(&seg).unwrap(), media);
+        assert_eq!(seg.output_codecs(), codecs, "{seg_rel}");
+        assert_eq!(seg.first_pts(), None);
+    }
+}
+
+/// Consecutive TS and packed-audio segments (48 kHz, and 22.05 kHz where 1024 samples are
+/// 4179.59 ticks): each segment's audio tfdt + duration meets the next one's tfdt within
+/// one sample, and the output init is the same for every segment of a stream.
+#[test]
+fn ts_consecutive_segments_line_up() {
+    let chains: [Vec<String>; 2] = [
+        (0..8)
+            .map(|i| format!("hls-ts/shaka-hls-ts-aac/segment_{i}.ts"))
+            .collect(),
+        (0..4)
+            .map(|i| format!("hls-ts/shaka-hls-ts-raw-aac-misnamed/fileSequence{i}.ts"))
+            .collect(),
+    ];
+    for chain in chains {
+        let mut end: Option<u64> = None;
+        let mut init0: Option<Vec<u8>> = None;
+        for rel in &chain {
+            let seg = open_segment(&[], &read(rel)).unwrap();
+            let t = seg.timing();
+            if let Some(e) = end {
+                let gap = t.base_decode_time as i64 - e as i64;
+                assert!(gap.abs() <= 1, "{rel}: gap {gap} samples");
+            }
+            end = Some(t.base_decode_time + t.duration);
+            let init = seg.output_init().unwrap();
+            assert_eq!(init0.get_or_insert(init.clone()), &init, "{rel}");
         }
     }
 }

@@ -160,8 +160,13 @@ async fn build(out: &Path, opts: &SampleOptions) -> anyhow::Result<SampleInfo> {
         let len = info.duration_secs();
         let start = i as f64 * seg + opts.sentence_offset;
         // Each sentence ends 0.2 s before the next one starts and before the stream ends.
-        let limit = ((i as f64 + 1.0) * seg + opts.sentence_offset).min(dur) - 0.2;
+        let next = (i as f64 + 1.0) * seg + opts.sentence_offset;
+        let limit = next.min(dur) - 0.2;
         if start + len > limit {
+            if i > 0 && next > dur {
+                // Late sentences: the last segment has none rather than one cut by the end.
+                break;
+            }
             bail!("sentence {text:?} ({len:.2} s) does not fit before {limit:.2} s");
         }
         sentences.push(SampleSentence {

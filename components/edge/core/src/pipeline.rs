@@ -42,6 +42,8 @@ pub struct SegmentJob {
     pub next_url: Option<String>,
     /// EXTINF duration in seconds.
     pub duration: f64,
+    /// The playlist is VOD: the previous segment was dubbed knowing this one.
+    pub vod: bool,
     /// Target language (ISO 639-1, e.g. "es").
     pub lang: String,
     /// Background treatment.
@@ -436,15 +438,38 @@ fn pts_wrapped(prev_first: u64, first: u64) -> bool {
     t < p && p - t > PTS_WRAP / 2
 }
 
-/// The key-value key under which a TS segment's wrap count and first PTS are kept.
-fn pts_key(url: &str) -> String {
+/// The key-value key of per-segment state `kind` for the segment at `url` (hashed: URLs may
+/// carry tokens, and keys are bounded).
+fn state_key(kind: &str, url: &str) -> String {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(url.as_bytes());
-    let mut k = String::from("tsw:");
+    let mut k = format!("{kind}:");
     for b in &h[..16] {
         let _ = write!(k, "{b:02x}");
     }
     k
+}
+
+/// The key-value key under which a TS segment's wrap count and first PTS are kept.
+fn pts_key(url: &str) -> String {
+    state_key("tsw", url)
+}
+
+/// Whether the previous segment was dubbed with this one as lookahead, so it voiced the
+/// beginning of any sentence that runs into this segment. Each dubbed segment records this in
+/// the key-value store; without a record (no store, or the previous segment was dubbed
+/// elsewhere) a VOD playlist's previous segment is taken to have had it (it was signed with its
+/// successor), a live one to have had it when this one has lookahead too.
+fn prev_had_lookahead(
+    http: &(impl HttpClient + ?Sized),
+    job: &SegmentJob,
+    lookahead: bool,
+) -> bool {
+    let recorded = job.prev_url.as_deref().and_then(|prev| {
+        let v = http.kv()?.get(&state_key("la", prev)).ok()??;
+        v.first().map(|b| *b == 1)
+    });
+    recorded.unwrap_or(job.vod || lookahead)
 }
 
 /// How many 2^33 wraps a TS segment's timestamps need so that decode times keep rising across
@@ -576,7 +601,15 @@ fn dub<H: HttpClient, M: MediaEngine>(
         next: next_transcript.as_ref(),
     };
     let lookahead = next_transcript.is_some();
-    let mut planned = sentences::plan_window(&window, lookahead);
+    let modes = sentences::Modes {
+        lookahead,
+        prev_lookahead: prev_had_lookahead(http, job, lookahead),
+    };
+    // Recorded for the next segment (best effort, see `prev_had_lookahead`).
+    if let Some(kv) = http.kv() {
+        let _ = kv.set(&state_key("la", &job.segment_url), &[u8::from(lookahead)]);
+    }
+    let mut planned = sentences::plan_window(&window, modes);
     planned.truncate(MAX_UTTERANCES);
     if planned.is_empty() {
         return Err(Fallback::NoSpeech);
@@ -1283,6 +1316,7 @@ mod tests {
             prev_url: None,
             next_url: None,
             duration: 10.0,
+            vod: false,
             lang: "es".into(),
             background,
             duck_db: 12.0,
@@ -1362,6 +1396,7 @@ mod tests {
                 prev_url: i.checked_sub(1).map(|p| format!("http://o/s{p}.ts")),
                 next_url: None,
                 duration: 2.0,
+                vod: false,
                 lang: "es".into(),
                 background: Background::Duck,
                 duck_db: 12.0,

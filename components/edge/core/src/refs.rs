@@ -77,6 +77,10 @@ pub enum RefPayload {
         /// EXTINF duration in seconds.
         #[serde(rename = "t")]
         dur: f64,
+        /// The playlist is VOD (it had EXT-X-ENDLIST): every segment was signed with its
+        /// successor, so the previous segment voiced sentences spilling into this one.
+        #[serde(rename = "o", default, skip_serializing_if = "std::ops::Not::not")]
+        vod: bool,
         /// Target language.
         #[serde(rename = "l")]
         lang: String,
@@ -270,6 +274,7 @@ mod tests {
             prev: Some("http://127.0.0.1:8080/a/seg1.m4s".into()),
             next: Some("http://127.0.0.1:8080/a/seg3.m4s".into()),
             dur: 6.006,
+            vod: true,
             lang: "es".into(),
             bg: Background::Duck,
             duck_db: None,

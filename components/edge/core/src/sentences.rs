@@ -184,9 +184,19 @@ pub fn merge(w: &Window<'_>) -> Transcript {
     }
 }
 
+/// How the segments around this one were voiced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modes {
+    /// This segment has the next one's transcript (it voices sentences that spill over).
+    pub lookahead: bool,
+    /// The previous segment had lookahead: it voiced the beginnings of sentences that spill into
+    /// this one (when it did not, such a sentence is voiced here, from this segment's start).
+    pub prev_lookahead: bool,
+}
+
 /// [`merge`], group into sentences, and [`plan`]: the sentences this segment voices.
-pub fn plan_window(w: &Window<'_>, lookahead: bool) -> Vec<Planned> {
-    plan(merge(w).utterances(), w.origin(), w.this_secs, lookahead)
+pub fn plan_window(w: &Window<'_>, modes: Modes) -> Vec<Planned> {
+    plan(merge(w).utterances(), w.origin(), w.this_secs, modes)
 }
 
 /// The sentences this segment voices, in order, given the window's sentences (on this segment's
@@ -197,12 +207,11 @@ pub fn plan_window(w: &Window<'_>, lookahead: bool) -> Vec<Planned> {
 /// reaches into this segment: its voice's tail plays here, at the same placement.
 ///
 /// `utterances` are on the merged timeline, `origin` seconds before this segment's start.
-pub fn plan(
-    utterances: Vec<Utterance>,
-    origin: f64,
-    this_secs: f64,
-    lookahead: bool,
-) -> Vec<Planned> {
+pub fn plan(utterances: Vec<Utterance>, origin: f64, this_secs: f64, modes: Modes) -> Vec<Planned> {
+    let Modes {
+        lookahead,
+        prev_lookahead,
+    } = modes;
     let utterances: Vec<Utterance> = utterances
         .into_iter()
         .map(|u| Utterance {
@@ -223,20 +232,21 @@ pub fn plan(
             .copied()
             .find(|&s| s > u.start)
             .unwrap_or(f64::INFINITY);
-        // Without lookahead, speech that ran into the previous or this segment's end with no
-        // sentence-final punctuation is taken as unfinished there (see `deferred`).
-        let unfinished_at = |edge: f64| {
-            !lookahead
+        // Without lookahead, speech that ran into a segment's end with no sentence-final
+        // punctuation is taken as unfinished there (see `deferred`).
+        let unfinished_at = |edge: f64, had_lookahead: bool| {
+            !had_lookahead
                 && u.end > edge - UNFINISHED_WITHIN_S
                 && u.end <= edge + 1e-9
                 && !ends_sentence(&u.text)
         };
-        if unfinished_at(this_secs) {
+        if unfinished_at(this_secs, lookahead) {
             // The next segment voices it whole.
             continue;
         }
         // Started in the previous segment, which did not voice it: voice it from our start.
-        let deferred = u.start < 0.0 && ((!lookahead && u.end > 0.0) || unfinished_at(0.0));
+        let deferred = u.start < 0.0
+            && ((!prev_lookahead && u.end > 0.0) || unfinished_at(0.0, prev_lookahead));
         let place_at = if deferred { 0.0 } else { u.start };
         let mut slot_end = next_start.min(u.end + PAUSE_S);
         if deferred {
@@ -267,6 +277,15 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BOTH: Modes = Modes {
+        lookahead: true,
+        prev_lookahead: true,
+    };
+    const NONE: Modes = Modes {
+        lookahead: false,
+        prev_lookahead: false,
+    };
 
     fn t(text: &str, words: &[(&str, f64, f64)]) -> Transcript {
         Transcript {
@@ -327,7 +346,7 @@ mod tests {
             next: Some(&s1),
         };
         let merged = merge(&w0);
-        let p0 = plan_window(&w0, true);
+        let p0 = plan_window(&w0, BOTH);
         assert_eq!(
             texts(&p0),
             [("Hello.", 0.5), ("The ship is leaving now.", 5.0)]
@@ -343,7 +362,7 @@ mod tests {
             this_secs: 6.0,
             next: None,
         };
-        let p1 = plan_window(&w1, true);
+        let p1 = plan_window(&w1, BOTH);
         assert_eq!(
             texts(&p1),
             [("The ship is leaving now.", -1.0), ("Come aboard.", 2.0)]
@@ -354,6 +373,27 @@ mod tests {
         assert!((p0[1].slot_end - 8.0).abs() < 1e-9 && (p1[0].slot_end - 2.0).abs() < 1e-9);
         // "hello." may use 1 s of the pause after it.
         assert!((p0[0].slot_end - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_last_segment_of_a_vod_plays_the_rest_of_a_voice_its_predecessor_began() {
+        // Segment 1 has no next (end of stream) but segment 0 had it as lookahead and voiced
+        // the sentence from 5.0 s: segment 1 places it at the same source start.
+        let [s0, s1] = stream();
+        let w1 = Window {
+            prev: Some((&s0, 6.0)),
+            this: &s1,
+            this_secs: 6.0,
+            next: None,
+        };
+        let modes = Modes {
+            lookahead: false,
+            prev_lookahead: true,
+        };
+        assert_eq!(
+            texts(&plan_window(&w1, modes)),
+            [("The ship is leaving now.", -1.0), ("Come aboard.", 2.0)]
+        );
     }
 
     #[test]
@@ -368,7 +408,7 @@ mod tests {
                 this_secs: 6.0,
                 next: None,
             },
-            false,
+            NONE,
         );
         assert_eq!(texts(&p0), [("Hello.", 0.5)]);
         // Segment 1 at the live edge: the whole sentence (context from segment 0), at 0.0.
@@ -379,7 +419,7 @@ mod tests {
                 this_secs: 6.0,
                 next: None,
             },
-            false,
+            NONE,
         );
         assert_eq!(
             texts(&p1),
@@ -400,7 +440,10 @@ mod tests {
                     this_secs: 6.0,
                     next: None,
                 },
-                lookahead,
+                Modes {
+                    lookahead,
+                    prev_lookahead: lookahead,
+                },
             );
             assert_eq!(p.len(), 1, "{lookahead}");
             assert_eq!(p[0].utterance.text, "Goodbye.");
@@ -423,7 +466,7 @@ mod tests {
                 this_secs: 6.0,
                 next: Some(&next),
             },
-            true,
+            BOTH,
         );
         assert!(p.is_empty(), "{p:?}");
     }

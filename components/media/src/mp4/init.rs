@@ -68,7 +68,7 @@ pub(crate) fn parse_init(init: &[u8]) -> Result<Init> {
         audio.ok_or_else(|| Error::unsupported("init segment has no audio (soun) track"))?;
     // The ASC's channel configuration is authoritative (the sample entry's count is often 2).
     let (asc, entries) = parse_stsd(stsd)?;
-    let cfg = parse_asc(&asc)?;
+    let cfg = asc_info(&asc)?;
 
     let mut trex = Trex::default();
     let mut all_trex = Vec::new();
@@ -99,9 +99,9 @@ pub(crate) fn parse_init(init: &[u8]) -> Result<Init> {
         track: AudioTrack {
             track_id,
             timescale,
-            sample_rate: cfg.sample_rate,
-            channels: cfg.channels,
-            codec: "mp4a.40.2".to_string(),
+            sample_rate: cfg.out_rate,
+            channels: cfg.out_channels,
+            codec: format!("mp4a.40.{}", cfg.aot),
             asc,
         },
         trex,
@@ -287,6 +287,80 @@ const AAC_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 
+/// An AudioSpecificConfig of AAC-LC, HE-AAC (SBR, object type 5) or HE-AACv2 (PS, 29).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AscFull {
+    /// Signalled object type: 2, 5 or 29.
+    pub aot: u8,
+    /// Core (LC) rate and channels.
+    pub core_rate: u32,
+    pub core_channels: u16,
+    /// Decoded output rate and channels (SBR doubles the rate, PS makes mono stereo).
+    pub out_rate: u32,
+    pub out_channels: u16,
+}
+
+fn rate_of(bits: &mut Bits<'_>) -> Result<u32> {
+    let sfi = bits.read(4)?;
+    if sfi == 15 {
+        return bits.read(24);
+    }
+    AAC_RATES
+        .get(sfi as usize)
+        .copied()
+        .ok_or_else(|| Error::invalid(format!("AAC sampling frequency index {sfi}")))
+}
+
+/// Parse an AudioSpecificConfig of AAC-LC, HE-AAC or HE-AACv2 (explicit signalling).
+pub(crate) fn asc_info(asc: &[u8]) -> Result<AscFull> {
+    let mut bits = Bits { data: asc, pos: 0 };
+    let read_aot = |bits: &mut Bits<'_>| -> Result<u32> {
+        let a = bits.read(5)?;
+        Ok(if a == 31 { 32 + bits.read(6)? } else { a })
+    };
+    let signalled = read_aot(&mut bits)?;
+    let core_rate = rate_of(&mut bits)?;
+    let cc = bits.read(4)?;
+    let (core_aot, out_rate) = if signalled == 5 || signalled == 29 {
+        let ext = rate_of(&mut bits)?;
+        (read_aot(&mut bits)?, ext)
+    } else {
+        (signalled, core_rate)
+    };
+    if core_aot != 2 || !matches!(signalled, 2 | 5 | 29) {
+        return Err(Error::unsupported(format!(
+            "AAC object type {signalled} over {core_aot} (only LC, HE-AAC and HE-AACv2)"
+        )));
+    }
+    if bits.read(1)? != 0 {
+        return Err(Error::unsupported("AAC with 960-sample frames"));
+    }
+    let core_channels: u16 = match cc {
+        0 => return Err(Error::unsupported("AAC channel configuration 0 (PCE)")),
+        1..=6 => cc as u16,
+        7 => 8,
+        _ => {
+            return Err(Error::unsupported(format!(
+                "AAC channel configuration {cc}"
+            )));
+        }
+    };
+    let out_channels = if signalled == 29 && core_channels == 1 {
+        2
+    } else {
+        core_channels
+    };
+    limits::check_audio_format(core_rate, core_channels)?;
+    limits::check_audio_format(out_rate, out_channels)?;
+    Ok(AscFull {
+        aot: signalled as u8,
+        core_rate,
+        core_channels,
+        out_rate,
+        out_channels,
+    })
+}
+
 /// Parse an AudioSpecificConfig; only AAC-LC (object type 2, 1024-sample frames) is accepted.
 pub(crate) fn parse_asc(asc: &[u8]) -> Result<AscInfo> {
     let mut bits = Bits { data: asc, pos: 0 };
@@ -370,11 +444,29 @@ mod tests {
                 channels: 1
             }
         );
-        // HE-AAC (object type 5) is not handled yet.
+        // HE-AAC (object type 5) is not AAC-LC...
         assert!(matches!(
             parse_asc(&[0x2b, 0x92, 0x08, 0x00]),
             Err(Error::Unsupported(_))
         ));
+        // ...but is described by asc_info: 22.05 kHz stereo core, 44.1 kHz out.
+        let he = asc_info(&[0x2b, 0x92, 0x08, 0x00]).unwrap();
+        assert_eq!(
+            (he.aot, he.core_rate, he.out_rate, he.out_channels),
+            (5, 22050, 44100, 2)
+        );
+        // HE-AACv2: PS over a 24 kHz mono core (AOT 29, ext 48 kHz, core AOT 2).
+        let v2 = asc_info(&[0xeb, 0x09, 0x88, 0x00]).unwrap();
+        assert_eq!(
+            (
+                v2.aot,
+                v2.core_rate,
+                v2.core_channels,
+                v2.out_rate,
+                v2.out_channels
+            ),
+            (29, 24000, 1, 48000, 2)
+        );
         assert!(matches!(parse_asc(&[0x11]), Err(Error::Invalid(_))));
     }
 }

@@ -135,3 +135,99 @@ pub(crate) fn write_segment(s: &SegmentOut<'_>) -> Result<Vec<u8>> {
         .map_err(|e| Error::internal(format!("mdat encode: {e}")))?;
     Ok(out)
 }
+
+/// One track of a freshly written fragment: its traf header fields and samples.
+pub(crate) struct TrackOut<'a> {
+    pub track_id: u32,
+    pub base_decode_time: u64,
+    pub default_flags: u32,
+    pub entries: Vec<TrunEntry>,
+    pub samples: Vec<&'a [u8]>,
+}
+
+/// Sample flags of a non-sync video sample (depends on others, non-sync).
+pub(crate) const VIDEO_NON_SYNC_FLAGS: u32 = 0x0101_0000;
+/// Sample flags of a sync video sample (depends on no other).
+pub(crate) const VIDEO_SYNC_FLAGS: u32 = 0x0200_0000;
+/// Sample flags of an audio access unit.
+pub(crate) const AUDIO_FLAGS: u32 = AUDIO_SAMPLE_FLAGS;
+
+/// `[styp] moof(mfhd, traf(tfhd, tfdt, trun)…) mdat` with every track written fresh (one
+/// trun per track, data offsets relative to the moof).
+pub(crate) fn write_fragment(
+    styp: Option<&[u8]>,
+    sequence_number: u32,
+    tracks: &[TrackOut<'_>],
+) -> Result<Vec<u8>> {
+    let mut moof = Moof {
+        mfhd: Mfhd { sequence_number },
+        traf: tracks
+            .iter()
+            .map(|t| Traf {
+                tfhd: Tfhd {
+                    track_id: t.track_id,
+                    base_data_offset: None,
+                    sample_description_index: None,
+                    default_sample_duration: None,
+                    default_sample_size: None,
+                    default_sample_flags: Some(t.default_flags),
+                    duration_is_empty: false,
+                    default_base_is_moof: true,
+                },
+                tfdt: Some(Tfdt {
+                    base_media_decode_time: t.base_decode_time,
+                }),
+                trun: vec![Trun {
+                    data_offset: Some(0),
+                    samples: t.entries.clone().into(),
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let mut probe = Vec::new();
+    moof.encode(&mut probe)
+        .map_err(|e| Error::internal(format!("moof encode: {e}")))?;
+    let mut pos = probe.len() + 8;
+    for (traf, t) in moof.traf.iter_mut().zip(tracks) {
+        let off = i32::try_from(pos)
+            .map_err(|_| Error::limit("segment too large for 32-bit data offsets"))?;
+        if let Some(trun) = traf.trun.first_mut() {
+            trun.data_offset = Some(off);
+        }
+        pos += t.samples.iter().map(|x| x.len()).sum::<usize>();
+    }
+    let payload = pos - probe.len() - 8;
+    let mut out = Vec::with_capacity(styp.map_or(0, <[u8]>::len) + pos);
+    if let Some(styp) = styp {
+        out.extend_from_slice(styp);
+    }
+    moof.encode(&mut out)
+        .map_err(|e| Error::internal(format!("moof encode: {e}")))?;
+    let mut data = Vec::with_capacity(payload);
+    for t in tracks {
+        for s in &t.samples {
+            data.extend_from_slice(s);
+        }
+    }
+    Mdat { data }
+        .encode(&mut out)
+        .map_err(|e| Error::internal(format!("mdat encode: {e}")))?;
+    Ok(out)
+}
+
+/// A `styp` for built segments (CMAF-style brands).
+pub(crate) fn styp() -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    mp4_atom::Styp {
+        major_brand: mp4_atom::FourCC::new(b"msdh"),
+        minor_version: 0,
+        compatible_brands: vec![
+            mp4_atom::FourCC::new(b"msdh"),
+            mp4_atom::FourCC::new(b"msix"),
+        ],
+    }
+    .encode(&mut out)
+    .map_err(|e| Error::internal(format!("styp encode: {e}")))?;
+    Ok(out)
+}

@@ -734,7 +734,7 @@ pub fn rewrite_media(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Res
                     .get(seg_index)
                     .filter(|n| n.prev.is_some())
                     .map(|n| n.url.as_str());
-                let line = match sign_segment(ctx, s, next) {
+                let line = match sign_segment(ctx, s, next, !live) {
                     Some(r) => {
                         dubbed += 1;
                         segment_path(ctx.lang, &r)
@@ -861,13 +861,19 @@ struct PendingSegment {
 
 /// Sign a segment ref; drop the next-segment, then the previous-segment context if the ref
 /// would be too long.
-fn sign_segment(ctx: &RewriteCtx<'_>, s: &PendingSegment, next: Option<&str>) -> Option<String> {
+fn sign_segment(
+    ctx: &RewriteCtx<'_>,
+    s: &PendingSegment,
+    next: Option<&str>,
+    vod: bool,
+) -> Option<String> {
     let payload = |prev: Option<&str>, next: Option<&str>| RefPayload::Segment {
         url: s.url.clone(),
         init: s.init.as_deref().map(str::to_string),
         prev: prev.map(str::to_string),
         next: next.map(str::to_string),
         dur: s.dur,
+        vod,
         lang: ctx.lang.to_string(),
         bg: ctx.bg,
         duck_db: ctx.duck_db,
@@ -1238,6 +1244,7 @@ clear.m4s
             prev: prev.map(|p| format!("{o}{p}")),
             next: (url == "seg100.m4s").then(|| format!("{o}seg101.m4s")),
             dur,
+            vod: false,
             lang: "es".into(),
             bg: Background::Duck,
             duck_db: None,

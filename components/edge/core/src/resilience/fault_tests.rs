@@ -367,6 +367,7 @@ fn run_path(r: &Rig, path: &str) -> (SegmentResponse, Duration) {
         prev_url: None,
         next_url: None,
         duration: 10.0,
+        vod: false,
         lang: "es".into(),
         background: Background::Duck,
         duck_db: 12.0,
