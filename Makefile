@@ -5,6 +5,9 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/wasm
 DUBHOST := $(CARGO_TARGET_DIR)/release/dubhost
+# Every native command selects the same features, so they share one wasmtime build (the
+# benches' native/wasm/ffmpeg table links wasmtime like the host does).
+FEATURES := --features dub-benches/wasm
 
 .PHONY: all setup build components host demo test bench fmt clippy wit
 
@@ -26,7 +29,7 @@ components:
 # All native targets at once (tests and benches included): the same feature set `cargo test`
 # resolves, so the host (wasmtime) is compiled once, not once per command.
 host:
-	$(CARGO) build --release --all-targets
+	$(CARGO) build --release --all-targets $(FEATURES)
 
 ## wit: print the WIT of the built components
 wit: components
@@ -41,13 +44,14 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy -p dub-edge -p dub-media-component --target wasm32-wasip2 --profile wasm -- -D warnings
 
 ## test: every check (fmt, clippy -D warnings, unit, integration and end-to-end tests)
 test: setup fmt build clippy
-	DUBHOST_BIN="$(DUBHOST)" $(CARGO) test --release --no-fail-fast
+	DUBHOST_BIN="$(DUBHOST)" $(CARGO) test --release --no-fail-fast $(FEATURES)
 
-## bench: criterion benches of the media path
-bench:
+## bench: criterion benches of the media path, then the native / wasm / ffmpeg table
+bench: components
 	$(CARGO) bench -p dub-benches
+	$(CARGO) run --release --bin media-table $(FEATURES)

@@ -278,7 +278,11 @@ fn parse_trun(
     let count = r.u32()? as usize;
     if flags & TRUN_DATA_OFFSET != 0 {
         let off = r.u32()? as i32;
-        let pos = i64::try_from(base).unwrap_or(i64::MAX) + i64::from(off);
+        // base comes from tfhd's 64-bit base_data_offset: the sum may overflow (fuzz finding).
+        let pos = i64::try_from(base)
+            .ok()
+            .and_then(|b| b.checked_add(i64::from(off)))
+            .ok_or_else(|| Error::invalid(format!("trun: data_offset {off} overflows")))?;
         *next = usize::try_from(pos)
             .map_err(|_| Error::invalid(format!("trun: data_offset {off} before the segment")))?;
     }
@@ -419,6 +423,33 @@ mod tests {
         m[tfhd + 11] |= 0x02;
         m.splice(tfhd + 16..tfhd + 16, 2u32.to_be_bytes());
         assert!(parse_segment(&init(), &m).is_err());
+    }
+
+    /// Fuzz finding (`mp4_boxes`, debug assertions): a tfhd base_data_offset near i64::MAX
+    /// plus a positive trun data_offset overflowed i64 ("attempt to add with overflow").
+    #[test]
+    fn fuzz_base_data_offset_plus_data_offset_overflow_is_invalid() {
+        let seg = segment(5);
+        let (moof, traf, tfhd) = (
+            find(&seg, b"moof"),
+            find(&seg, b"traf"),
+            find(&seg, b"tfhd"),
+        );
+        let mut m = seg.clone();
+        // tfhd flag 0x01 (base_data_offset present) and the 8-byte field after track_ID.
+        m[tfhd + 11] |= 0x01;
+        m.splice(tfhd + 16..tfhd + 16, (i64::MAX as u64).to_be_bytes());
+        for at in [moof, traf, tfhd] {
+            let size = u32::from_be_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]) + 8;
+            m[at..at + 4].copy_from_slice(&size.to_be_bytes());
+        }
+        let trun = find(&m, b"trun");
+        m[trun + 16..trun + 20].copy_from_slice(&100i32.to_be_bytes());
+        let err = parse_segment(&init(), &m).unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(msg) if msg.contains("overflows")),
+            "{err:?}"
+        );
     }
 
     #[test]
