@@ -38,6 +38,8 @@ OPTIONS:
     --timeout-secs N       Wall-clock limit per request [default: 60]
     --memory-mib N         Linear memory limit per request [default: 512]
     --no-cache             Do not read or write the compile cache
+    --metrics-listen ADDR  Also serve GET /metrics there: responses by status, segments by
+                           failure-ladder rung (dub, ducked, original) and fallback reason
     --cache-dir DIR        Compile cache [default: $DUBHOST_CACHE_DIR, else ~/.cache/dubhost]
     --dir DIR, --out DIR   Directory for `origin` and `make-sample` [default: sample]
     --duration SECS        Length of the `make-sample` stream [default: 36]
@@ -103,6 +105,8 @@ pub struct HostOptions {
     pub memory_mib: usize,
     /// Compile cache directory; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Where to serve `GET /metrics` (Prometheus text), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The default `--listen` address.
@@ -117,6 +121,7 @@ fn default_host_options() -> HostOptions {
         timeout_secs: 60,
         memory_mib: 512,
         cache_dir: crate::runtime::default_cache_dir(),
+        metrics_listen: None,
     }
 }
 
@@ -188,6 +193,13 @@ where
             "--timeout-secs" => host.timeout_secs = parse_num(flag, &value(flag)?, 1, 3600)?,
             "--memory-mib" => host.memory_mib = parse_num(flag, &value(flag)?, 16, 4096)?,
             "--no-cache" => host.cache_dir = None,
+            "--metrics-listen" => {
+                let v = value(flag)?;
+                host.metrics_listen =
+                    Some(v.parse().map_err(|_| {
+                        anyhow!("{flag}: `{v}` is not an address like 127.0.0.1:9100")
+                    })?);
+            }
             "--cache-dir" => host.cache_dir = Some(PathBuf::from(value(flag)?)),
             "--dir" | "--out" => dir = PathBuf::from(value(flag)?),
             "--duration" if sub == "make-sample" => {

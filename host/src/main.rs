@@ -12,6 +12,7 @@ mod inspect;
 mod kv;
 mod manifest;
 mod media;
+mod metrics;
 mod outbound;
 mod router;
 mod runtime;
@@ -91,6 +92,13 @@ fn run(cmd: Command) -> Result<()> {
                     .with_context(|| format!("cannot listen on {}", opts.listen))?;
                 let local = listener.local_addr()?;
                 let server = Arc::new(server::Server::new(Arc::new(runtime), router, local));
+                if let Some(addr) = opts.metrics_listen {
+                    let l = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+                    eprintln!("dubhost: metrics on http://{}/metrics", l.local_addr()?);
+                    tokio::spawn(metrics::serve(l, server.metrics()));
+                }
                 println!("dubhost listening on http://{local}");
                 eprintln!("dubhost: serving application `{}`", app.name);
                 std::io::stdout().flush()?;

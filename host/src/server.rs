@@ -145,6 +145,7 @@ pub struct Server {
     router: Router,
     permits: Arc<Semaphore>,
     local: SocketAddr,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Server {
@@ -156,7 +157,13 @@ impl Server {
             router,
             permits,
             local,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The counters this server updates (served by `crate::metrics::serve`).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
     }
 
     /// Accept connections forever.
@@ -204,10 +211,12 @@ impl Server {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let resp = self.handle_inner(req, client).await;
+        let rung = self.metrics.record(resp.status(), resp.headers());
         eprintln!(
-            "dubhost: {method} {path} {} {:.1} ms",
+            "dubhost: {method} {path} {} {:.1} ms{}",
             resp.status().as_u16(),
-            t0.elapsed().as_secs_f64() * 1000.0
+            t0.elapsed().as_secs_f64() * 1000.0,
+            rung.map(|r| format!(" rung={r}")).unwrap_or_default()
         );
         resp
     }

@@ -430,7 +430,21 @@ fn sentences_across_segment_edges_are_voiced_once_at_their_source_start() {
 
 fn assert_all_fall_back(vars: Vec<(&'static str, String)>, deadline: Duration) {
     let origin = origin();
-    let edge = edge(&vars);
+    // dubhost's own counters, on a separate listener (a free port picked here).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let a = artifacts();
+    let mut c = Command::new(&a.dubhost);
+    c.args(["serve", "--manifest"])
+        .arg(a.repo.join("spin.toml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    for (k, v) in &vars {
+        c.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+    }
+    let edge = spawn_listening("dubhost", c, Duration::from_secs(300));
     let f = fetch_all(&edge, &origin, "");
     for (i, (source, dubbed, _)) in f.segments.iter().enumerate() {
         assert_eq!(dubbed.status, 200);
@@ -449,6 +463,26 @@ fn assert_all_fall_back(vars: Vec<(&'static str, String)>, deadline: Duration) {
             dubbed.elapsed
         );
     }
+    // Every segment is counted on the original rung, under the reason its header gave.
+    let metrics = get(&format!("http://127.0.0.1:{port}/metrics"), T)
+        .expect("metrics")
+        .text();
+    let mut counted = 0u64;
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("dubhost_segments_total{rung=\"original\"") {
+            counted += rest
+                .rsplit(' ')
+                .next()
+                .unwrap_or("0")
+                .parse::<u64>()
+                .unwrap_or(0);
+        }
+        assert!(
+            !line.starts_with("dubhost_segments_total{rung=\"dub\""),
+            "{metrics}"
+        );
+    }
+    assert_eq!(counted, f.segments.len() as u64, "{metrics}");
 }
 
 #[test]
