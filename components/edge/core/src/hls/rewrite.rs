@@ -457,7 +457,8 @@ fn is_dubbable_ts(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Result
                 let abs = absolutize(base, uri);
                 let ok = dur.is_some_and(|d| d > 0.0 && d <= MAX_DUB_SEGMENT_SECS)
                     && is_http(&abs)
-                    && refs::origin_allowed(ctx.origins, &abs);
+                    && refs::origin_allowed(ctx.origins, &abs)
+                    && !not_ts_extension(&abs);
                 if !ok {
                     return Ok(false);
                 }
@@ -468,6 +469,20 @@ fn is_dubbable_ts(pl: &Playlist<'_>, base: &Url, ctx: &RewriteCtx<'_>) -> Result
         }
     }
     Ok(segments > 0)
+}
+
+/// Whether a segment URL's extension names something that is neither MPEG-TS nor packed AAC
+/// (subtitles, other packed audio, MP4 without a map): such a playlist is not made fMP4.
+fn not_ts_extension(url: &str) -> bool {
+    const OTHER: &[&str] = &[
+        "vtt", "webvtt", "srt", "mp3", "ac3", "ec3", "mp4", "m4s", "m4a", "m4v", "cmfa", "cmfv",
+    ];
+    let Ok(u) = Url::parse(url) else {
+        return true;
+    };
+    let last = u.path().rsplit('/').next().unwrap_or("");
+    last.rsplit_once('.')
+        .is_some_and(|(_, ext)| OTHER.contains(&ext.to_ascii_lowercase().as_str()))
 }
 
 /// HLS version that allows EXT-X-MAP without EXT-X-I-FRAMES-ONLY.
@@ -1167,6 +1182,13 @@ https://other.example.net/video/1080p.m3u8
         assert_eq!(out.dubbed_segments, 0);
         assert!(!out.text.contains("EXT-X-MAP") && !out.text.contains("/dub/"));
         assert!(out.text.contains(&format!("{o}a.ts\n")));
+        // Subtitles and other packed audio have no map either: not TS, left alone.
+        for other in ["sub.vtt", "a.mp3", "x.m4s?t=1"] {
+            let pl = format!("#EXTM3U\n#EXTINF:4,\n{other}\n");
+            let out = run(&pl, &format!("{o}index.m3u8"));
+            assert_eq!(out.dubbed_segments, 0, "{other}");
+            assert!(!out.text.contains("EXT-X-MAP"), "{other}");
+        }
     }
 
     #[test]
