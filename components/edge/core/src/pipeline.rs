@@ -359,11 +359,13 @@ pub fn dub_segment<H: HttpClient, M: MediaEngine>(
         Ok(seg) => seg,
         Err(e) => return original(segment, content_type, Fallback::from_media(&e), &t),
     };
+    // TS: the wrap count, looked up (and recorded) once; the neighbours are counted from it.
+    let mut wraps = 0;
     if let Some(first) = media.first_pts(&seg) {
-        let wraps = pts_wraps(http, job, first);
+        wraps = pts_wraps(http, job, first);
         media.set_pts_wraps(&mut seg, wraps);
     }
-    match dub(http, media, cfg, job, deadline, &init, &seg, &mut t) {
+    match dub(http, media, cfg, job, deadline, &init, &seg, wraps, &mut t) {
         Ok(Dubbed {
             body,
             rung: Rung::Dub,
@@ -523,6 +525,7 @@ fn dub<H: HttpClient, M: MediaEngine>(
     deadline: Instant,
     init: &[u8],
     seg: &M::Segment,
+    wraps: u32,
     t: &mut Timings,
 ) -> Result<Dubbed, Fallback> {
     ensure_time(deadline, Duration::ZERO)?;
@@ -553,7 +556,7 @@ fn dub<H: HttpClient, M: MediaEngine>(
     // context (previous) and lookahead (next) for sentences cut by the segment edges.
     let hood = if job.prev_url.is_some() || job.next_url.is_some() {
         t.time(Stage::Join, || {
-            neighbours(http, media, job, init, seg, deadline)
+            neighbours(http, media, job, init, seg, wraps, deadline)
         })
     } else {
         Neighbours::default()
@@ -867,6 +870,7 @@ fn neighbours<H: HttpClient, M: MediaEngine>(
     job: &SegmentJob,
     init: &[u8],
     seg: &M::Segment,
+    this_wraps: u32,
     deadline: Instant,
 ) -> Neighbours<M::Pcm> {
     let now = Instant::now();
@@ -878,10 +882,6 @@ fn neighbours<H: HttpClient, M: MediaEngine>(
     let track = media.track(seg);
     let timing = media.timing(seg);
     let this_pts = media.first_pts(seg);
-    let this_wraps = match (this_pts, http.kv()) {
-        (Some(first), Some(_)) => pts_wraps(http, job, first),
-        _ => 0,
-    };
     let decode = |url: Option<&str>, is_prev: bool| -> Option<M::Pcm> {
         let url = url?;
         ensure_time(budget_end, MIN_CALL_TIME).ok()?;
