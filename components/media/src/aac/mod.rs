@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::limits;
 use crate::pcm::Pcm;
 
+pub(crate) mod mdct;
+pub(crate) mod tables;
+
 /// Samples per AAC-LC access unit.
 pub const FRAME: usize = 1024;
 
