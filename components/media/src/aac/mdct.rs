@@ -222,7 +222,12 @@ mod tests {
         }
         // The middle half has both overlapping blocks.
         for i in n / 2..n {
-            assert!((acc[i] - x[i]).abs() < 1e-4, "sample {i}: {} vs {}", acc[i], x[i]);
+            assert!(
+                (acc[i] - x[i]).abs() < 1e-4,
+                "sample {i}: {} vs {}",
+                acc[i],
+                x[i]
+            );
         }
     }
 }

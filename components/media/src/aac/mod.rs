@@ -1,16 +1,17 @@
-//! AAC-LC decode (raw access units + ASC) and encode, both with syom.
+//! AAC decode (raw access units + ASC; syom) and AAC-LC encode (our own, [`encode`]).
 //!
 //! Decoding does not trim anything: every access unit yields exactly 1024 frames, so a segment
 //! of N access units decodes to N * 1024 frames on the segment's own timeline.
 //!
-//! Encoding is causal with one frame of delay: the decoded output of encoded frame `k` is the
-//! input of frame `k - 1`. [`encode_aligned`] compensates so the kept access units decode in
-//! sync with the input (see its docs).
+//! Encoding: access unit `k`'s MDCT window spans input frames `k` and `k + 1`, so once
+//! overlapped with unit `k - 1` it decodes to frame `k`. [`encode_aligned`] feeds one frame
+//! before the segment (transient history only) and one after (the window's second half).
 
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::pcm::Pcm;
 
+pub(crate) mod encode;
 pub(crate) mod mdct;
 pub(crate) mod tables;
 
@@ -93,10 +94,10 @@ pub(crate) fn probe_output(asc: &[u8], first_au: &[u8]) -> Result<(u32, u16, usi
 /// Encode `audio` (exactly `frames * 1024` frames) to `frames` raw AAC-LC access units that
 /// decode in sync with it.
 ///
-/// The encoder delays by one frame, so the encoder is fed `priming` (its last 1024 frames,
-/// zero-padded in front; silence when absent), then the audio, then one frame of look-ahead.
-/// Access units 0 and 1 (encoder delay and the priming frame) are dropped, and exactly
-/// `frames` units are kept: unit `k + 2` decodes to input frame `k`.
+/// The encoder is fed `priming` (its last 1024 frames, zero-padded in front; silence when
+/// absent: only the transient detector looks at it), then the audio, then one frame of
+/// look-ahead, and emits exactly `frames` units: unit `k` decodes to input frame `k` once
+/// overlapped with unit `k - 1` (the previous segment's last unit, for `k = 0`).
 ///
 /// The last kept unit's MDCT window reaches one frame past the segment, and a player overlaps
 /// it with the next segment's first unit: the join is exact only if that look-ahead frame is
@@ -114,10 +115,6 @@ pub(crate) fn encode_aligned(
     if audio.frames() != frames * FRAME {
         return Err(Error::internal("encode_aligned: length not frames * 1024"));
     }
-    let opts = syom::EncodeOptions::raw().with_bitrate_bps(bitrate_bps);
-    let mut enc = syom::Encoder::new(audio.sample_rate, ch, &opts)
-        .map_err(|e| Error::unsupported(format!("AAC encoder: {e}")))?;
-
     // Planes: priming frame + audio + mirrored look-ahead frame, clipped to [-1, 1].
     let total = (frames + 2) * FRAME;
     let mut planes: Vec<Vec<f32>> = vec![Vec::with_capacity(total); ch];
@@ -146,26 +143,7 @@ pub(crate) fn encode_aligned(
         }
         crate::pcm::sanitize_clamp(plane);
     }
-    let refs: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
-    let mut aus: Vec<Vec<u8>> = Vec::with_capacity(frames + 3);
-    enc.feed(&refs, |f| {
-        aus.push(f.payload.to_vec());
-        Ok(())
-    })
-    .map_err(|e| Error::internal(format!("AAC encode: {e}")))?;
-    enc.finish(|f| {
-        aus.push(f.payload.to_vec());
-        Ok(())
-    })
-    .map_err(|e| Error::internal(format!("AAC encode finish: {e}")))?;
-    if aus.len() < frames + 2 {
-        return Err(Error::internal(format!(
-            "AAC encoder produced {} access units for {} frames",
-            aus.len(),
-            frames + 2
-        )));
-    }
-    Ok(aus.into_iter().skip(2).take(frames).collect())
+    encode::LcEncoder::new(audio.sample_rate, audio.channels, bitrate_bps)?.encode(&planes, frames)
 }
 
 /// Fade for the mirrored look-ahead: 1 at the join, 0 after 128 samples.
@@ -178,18 +156,12 @@ fn taper(t: usize) -> f32 {
     }
 }
 
-/// The AudioSpecificConfig syom writes for an LC encoder at this rate and channel count.
+/// The AudioSpecificConfig of our AAC-LC encoder at this rate and channel count.
 pub(crate) fn encoder_asc(sample_rate: u32, channels: u16) -> Result<Vec<u8>> {
-    let enc = syom::Encoder::new(
-        sample_rate,
-        usize::from(channels),
-        &syom::EncodeOptions::raw(),
-    )
-    .map_err(|e| Error::unsupported(format!("AAC encoder: {e}")))?;
-    Ok(enc.asc().to_vec())
+    Ok(encode::asc(sample_rate, channels)?.to_vec())
 }
 
-/// Highest bitrate syom accepts for this layout (6144 bits per channel per frame).
+/// Highest bitrate AAC allows for this layout (6144 bits per channel per frame).
 pub(crate) fn max_bitrate(sample_rate: u32, channels: u16) -> u32 {
     let v = 6144u64 * u64::from(channels) * u64::from(sample_rate) / 1024;
     u32::try_from(v).unwrap_or(u32::MAX)

@@ -1,4 +1,5 @@
-//! Vector kernels for the hot loops we own (mix, resample glue, PCM conversions, encoder input).
+//! Vector kernels for the hot loops we own (mix, resample glue, PCM conversions, encoder input,
+//! the AAC quantizer).
 //!
 //! The only module of the crate allowed to use `unsafe`. Every kernel has a scalar reference in
 //! [`scalar`]; the ISA-specific versions (`x86` for SSE2 and AVX2 on x86_64, chosen at run time
@@ -238,3 +239,17 @@ pub(crate) fn s16le_to_f32_on(isa: Isa, bytes: &[u8], out: &mut [f32]) {
 
 #[cfg(test)]
 mod tests;
+
+/// The AAC quantizer over one band (see [`scalar::quantize`]); returns the largest magnitude.
+///
+/// # Panics
+/// If `coef` or `q` is shorter than `xp`.
+pub(crate) fn quantize(xp: &[f32], coef: &[f32], g: f32, q: &mut [i32]) -> i32 {
+    quantize_on(best(), xp, coef, g, q)
+}
+
+pub(crate) fn quantize_on(isa: Isa, xp: &[f32], coef: &[f32], g: f32, q: &mut [i32]) -> i32 {
+    let n = xp.len();
+    let (coef, q) = (&coef[..n], &mut q[..n]);
+    dispatch!(isa, quantize(xp, coef, g, q))
+}

@@ -121,3 +121,21 @@ pub(crate) fn s16le_to_f32(bytes: &[u8], out: &mut [f32]) {
         *o = f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0;
     }
 }
+
+/// AAC quantizer: `m = trunc(min(xp[i] * g + 0.4054, 8191))`, `q[i] = m` with the sign of
+/// `coef[i]` (negative only when `coef[i] < 0`); returns the largest `m` (0 when empty).
+/// `xp` holds |coef|^(3/4); inputs are finite.
+pub(crate) fn quantize(xp: &[f32], coef: &[f32], g: f32, q: &mut [i32]) -> i32 {
+    let mut maxq = 0;
+    for ((d, &p), &c) in q.iter_mut().zip(xp).zip(coef) {
+        let m = (p * g + QUANT_ROUND).min(QUANT_MAX) as i32;
+        maxq = maxq.max(m);
+        *d = if c < 0.0 { -m } else { m };
+    }
+    maxq
+}
+
+/// The quantizer's rounding offset (ISO/IEC 14496-3 informative encoder).
+pub(crate) const QUANT_ROUND: f32 = 0.4054;
+/// The largest quantized magnitude (book 11 with escapes).
+pub(crate) const QUANT_MAX: f32 = 8191.0;

@@ -193,3 +193,36 @@ fn s16le_round_trip_and_paths_agree() {
     f32_to_i16(&[0.5 / 32767.0, -1.5 / 32767.0, 2.0, f32::NAN], &mut o);
     assert_eq!(o, [1, -2, 32767, 0]);
 }
+
+#[test]
+fn quantize_paths_agree() {
+    let mut rng = Rng(0x5eed_0a0c);
+    for &n in LENS.iter().chain(&[1024usize]) {
+        let coef = rng.signal(n, 3.0e6, false);
+        let mut coef = coef;
+        for (i, c) in coef.iter_mut().enumerate() {
+            if i % 11 == 3 {
+                *c = if i % 2 == 0 { 0.0 } else { -0.0 };
+            }
+        }
+        let xp: Vec<f32> = coef
+            .iter()
+            .map(|c| c.abs().sqrt() * c.abs().sqrt().sqrt())
+            .collect();
+        for g in [0.0f32, 1e-3, 0.01731, 0.5, 2.0] {
+            let mut want = vec![0; n];
+            let wmax = scalar::quantize(&xp, &coef, g, &mut want);
+            assert_eq!(wmax, want.iter().map(|v| v.abs()).max().unwrap_or(0));
+            assert!(wmax <= 8191);
+            for isa in available() {
+                let mut got = vec![7; n];
+                let gmax = quantize_on(isa, &xp, &coef, g, &mut got);
+                assert_eq!((gmax, &got), (wmax, &want), "quantize {isa:?} n={n} g={g}");
+            }
+        }
+    }
+    // Rounding: 0.5946 rounds down to 0 (0.5946 + 0.4054 = 1.0 exactly is 1), signs follow coef.
+    let mut q = [0; 3];
+    let m = quantize(&[0.5945, 0.5946, 1.0], &[1.0, -1.0, -0.0], 1.0, &mut q);
+    assert_eq!((m, q), (1, [0, -1, 1]));
+}

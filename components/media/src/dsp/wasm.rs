@@ -241,3 +241,34 @@ pub(crate) fn s16le_to_f32(bytes: &[u8], out: &mut [f32]) {
     }
     scalar::s16le_to_f32(&bytes[2 * n..], &mut out[n..]);
 }
+
+pub(crate) fn quantize(xp: &[f32], coef: &[f32], g: f32, q: &mut [i32]) -> i32 {
+    let n = xp.len() / 4 * 4;
+    let (pp, cp, qp) = (xp.as_ptr(), coef.as_ptr(), q.as_mut_ptr());
+    let (vg, vr, vm) = (
+        f32x4_splat(g),
+        f32x4_splat(scalar::QUANT_ROUND),
+        f32x4_splat(scalar::QUANT_MAX),
+    );
+    let zero = f32x4_splat(0.0);
+    let mut acc = i32x4_splat(0);
+    for i in (0..n).step_by(4) {
+        // SAFETY: i + 4 <= n <= len of xp, coef and q.
+        unsafe {
+            let m = f32x4_pmin(vm, f32x4_add(f32x4_mul(ld(pp.add(i)), vg), vr));
+            let mi = i32x4_trunc_sat_f32x4(m);
+            acc = i32x4_max(acc, mi);
+            let neg = f32x4_lt(ld(cp.add(i)), zero);
+            let v = i32x4_sub(v128_xor(mi, neg), neg);
+            v128_store(qp.add(i).cast(), v);
+        }
+    }
+    let lanes = [
+        i32x4_extract_lane::<0>(acc),
+        i32x4_extract_lane::<1>(acc),
+        i32x4_extract_lane::<2>(acc),
+        i32x4_extract_lane::<3>(acc),
+    ];
+    let tail = scalar::quantize(&xp[n..], &coef[n..], g, &mut q[n..]);
+    lanes.into_iter().fold(tail, i32::max)
+}

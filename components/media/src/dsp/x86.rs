@@ -277,6 +277,38 @@ pub(crate) mod sse2 {
         }
         scalar::s16le_to_f32(&bytes[2 * n..], &mut out[n..]);
     }
+
+    /// # Safety
+    /// The CPU must support SSE2 (every x86_64 CPU does). `coef` and `q` are as long as `xp`.
+    #[target_feature(enable = "sse2")]
+    pub(crate) unsafe fn quantize(xp: &[f32], coef: &[f32], g: f32, q: &mut [i32]) -> i32 {
+        let n = xp.len() / 4 * 4;
+        let (pp, cp, qp) = (xp.as_ptr(), coef.as_ptr(), q.as_mut_ptr());
+        let (vg, vr, vm) = (
+            _mm_set1_ps(g),
+            _mm_set1_ps(scalar::QUANT_ROUND),
+            _mm_set1_ps(scalar::QUANT_MAX),
+        );
+        let zero = _mm_setzero_ps();
+        let mut acc = _mm_setzero_si128();
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= len of xp, coef and q.
+            unsafe {
+                let m = _mm_min_ps(_mm_add_ps(_mm_mul_ps(_mm_loadu_ps(pp.add(i)), vg), vr), vm);
+                let mi = _mm_cvttps_epi32(m);
+                let gt = _mm_cmpgt_epi32(mi, acc);
+                acc = _mm_or_si128(_mm_and_si128(gt, mi), _mm_andnot_si128(gt, acc));
+                let neg = _mm_castps_si128(_mm_cmplt_ps(_mm_loadu_ps(cp.add(i)), zero));
+                let v = _mm_sub_epi32(_mm_xor_si128(mi, neg), neg);
+                _mm_storeu_si128(qp.add(i).cast(), v);
+            }
+        }
+        let mut lanes = [0i32; 4];
+        // SAFETY: lanes holds 4 i32.
+        unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), acc) };
+        let tail = scalar::quantize(&xp[n..], &coef[n..], g, &mut q[n..]);
+        lanes.into_iter().fold(tail, i32::max)
+    }
 }
 
 pub(crate) mod avx2 {
@@ -569,5 +601,38 @@ pub(crate) mod avx2 {
             }
         }
         scalar::s16le_to_f32(&bytes[2 * n..], &mut out[n..]);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2. `coef` and `q` are as long as `xp`.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn quantize(xp: &[f32], coef: &[f32], g: f32, q: &mut [i32]) -> i32 {
+        let n = xp.len() / 8 * 8;
+        let (pp, cp, qp) = (xp.as_ptr(), coef.as_ptr(), q.as_mut_ptr());
+        let (vg, vr, vm) = (
+            _mm256_set1_ps(g),
+            _mm256_set1_ps(scalar::QUANT_ROUND),
+            _mm256_set1_ps(scalar::QUANT_MAX),
+        );
+        let zero = _mm256_setzero_ps();
+        let mut acc = _mm256_setzero_si256();
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= len of xp, coef and q.
+            unsafe {
+                let p = _mm256_loadu_ps(pp.add(i));
+                let m = _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(p, vg), vr), vm);
+                let mi = _mm256_cvttps_epi32(m);
+                acc = _mm256_max_epi32(acc, mi);
+                let c = _mm256_loadu_ps(cp.add(i));
+                let neg = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(c, zero));
+                let v = _mm256_sub_epi32(_mm256_xor_si256(mi, neg), neg);
+                _mm256_storeu_si256(qp.add(i).cast(), v);
+            }
+        }
+        let mut lanes = [0i32; 8];
+        // SAFETY: lanes holds 8 i32.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
+        let tail = scalar::quantize(&xp[n..], &coef[n..], g, &mut q[n..]);
+        lanes.into_iter().fold(tail, i32::max)
     }
 }
