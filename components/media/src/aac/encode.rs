@@ -251,6 +251,9 @@ impl LcEncoder {
                 if let Elem::Cpe(l, r) = el {
                     self.stereo(l, r);
                 }
+                for c in el.channels() {
+                    self.scratch.chans[c].finish();
+                }
             }
             if step == 0 {
                 let target = self.avg_bits as usize;
@@ -416,17 +419,11 @@ impl LcEncoder {
         };
         a.ms.clear();
         for band in 0..a.bands.len() {
-            let (bl, br) = (&a.bands[band], &b.bands[band]);
+            let (bl, br) = (a.bands[band], b.bands[band]);
             // M and S each get half the smaller threshold: L = M + S, R = M - S.
             let tm = bl.lthr.min(br.lthr) - 1.0;
             let (s, e) = (bl.start, bl.end);
-            let (mut em, mut es) = (0.0f32, 0.0f32);
-            for i in s..e {
-                let m = 0.5 * (a.coef[i] + b.coef[i]);
-                let d = 0.5 * (a.coef[i] - b.coef[i]);
-                em += m * m;
-                es += d * d;
-            }
+            let (em, es) = ms_energies(&a.coef[s..e], &b.coef[s..e]);
             let w = (e - s) as f32;
             // Perceptual entropy: w * log2(energy / threshold) where audible.
             let pe = |en: f32, lt: f32| {
@@ -440,14 +437,13 @@ impl LcEncoder {
             let use_ms = pe(em, tm) + pe(es, tm) < pe(bl.energy, bl.lthr) + pe(br.energy, br.lthr);
             a.ms.push(use_ms);
             if use_ms {
-                for i in s..e {
-                    let m = 0.5 * (a.coef[i] + b.coef[i]);
-                    let d = 0.5 * (a.coef[i] - b.coef[i]);
-                    a.coef[i] = m;
-                    b.coef[i] = d;
+                for (x, y) in a.coef[s..e].iter_mut().zip(&mut b.coef[s..e]) {
+                    let (m, d) = (0.5 * (*x + *y), 0.5 * (*x - *y));
+                    *x = m;
+                    *y = d;
                 }
-                a.remeasure(band, tm);
-                b.remeasure(band, tm);
+                (a.bands[band].energy, a.bands[band].lthr) = (em, tm);
+                (b.bands[band].energy, b.bands[band].lthr) = (es, tm);
             }
         }
     }
@@ -479,15 +475,15 @@ impl LcEncoder {
                 (Some((v, _)), Some((f, _))) if f - v <= 1 => break,
                 (Some((v, vb)), Some((f, fb))) => {
                     let t = (vb - target) as f32 / (vb - fb).max(1) as f32;
-                    (v + ((f - v) as f32 * t).round() as i32).clamp(v + 1, f - 1)
+                    (v + round_i((f - v) as f32 * t)).clamp(v + 1, f - 1)
                 }
                 (Some((v, vb)), None) => {
                     let r = vb as f32 / target.max(1) as f32;
-                    v + ((log2(r) * 14.0).ceil() as i32).clamp(1, 40)
+                    v + ceil_i(log2(r) * 14.0).clamp(1, 40)
                 }
                 (None, Some((f, fb))) => {
                     let r = target as f32 / fb.max(1) as f32;
-                    f - ((log2(r) * 14.0).ceil() as i32).clamp(1, 40)
+                    f - ceil_i(log2(r) * 14.0).clamp(1, 40)
                 }
                 (None, None) => break,
             };
@@ -558,6 +554,9 @@ struct Chan {
     book: Vec<u8>,
     bits: Vec<u32>,
     global_gain: i32,
+    /// Bits after global_gain (and ics_info): section data, scalefactors, the three absent
+    /// tool flags and the spectral data.
+    body_bits: usize,
 }
 
 impl Chan {
@@ -615,16 +614,8 @@ impl Chan {
         }
         self.xp.resize(self.coef.len(), 0.0);
         let n = self.bands.len();
-        let mut maxes = [0.0f32; 8 * 16];
-        for i in 0..n {
-            let (s, e) = (self.bands[i].start, self.bands[i].end);
-            let (energy, root, max) = measure(&self.coef[s..e], &mut self.xp[s..e]);
-            let band = &mut self.bands[i];
-            band.energy = energy;
-            band.root = root;
-            if let Some(m) = maxes.get_mut(i) {
-                *m = max;
-            }
+        for band in self.bands.iter_mut() {
+            band.energy = crate::dsp::sum_squares(&self.coef[band.start..band.end]);
         }
         // Spread the energy densities within each group: -12 dB per band upwards, -25 dB
         // downwards.
@@ -653,7 +644,19 @@ impl Chan {
             } else {
                 SHAPE * log2(dens[i].max(1e-3)) + log2(w)
             };
-            self.set_threshold(i, lthr, maxes.get(i).copied().unwrap_or(0.0));
+            self.bands[i].lthr = lthr;
+        }
+    }
+
+    /// |x|^(3/4) and the scalefactor limits of every band, once the values are final (after
+    /// M/S).
+    fn finish(&mut self) {
+        for i in 0..self.bands.len() {
+            let (s, e) = (self.bands[i].start, self.bands[i].end);
+            let (root, max) = measure(&self.coef[s..e], &mut self.xp[s..e]);
+            self.bands[i].root = root;
+            let lthr = self.bands[i].lthr;
+            self.set_threshold(i, lthr, max);
         }
     }
 
@@ -669,26 +672,16 @@ impl Chan {
         };
         // q = max^(3/4) * 2^(-3/16 (sf - 100)) <= 8191.
         band.min_sf = if max > 0.0 {
-            (100.0 + (16.0 / 3.0) * (0.75 * log2(max) - LOG2_MAX_Q)).ceil() as i32 + 1
+            ceil_i(100.0 + (16.0 / 3.0) * (0.75 * log2(max) - LOG2_MAX_Q)) + 1
         } else {
             0
         };
     }
-
-    /// Re-measure band `i` after its values changed (M/S) and give it threshold `lthr`.
-    fn remeasure(&mut self, i: usize, lthr: f32) {
-        let (s, e) = (self.bands[i].start, self.bands[i].end);
-        let (energy, root, max) = measure(&self.coef[s..e], &mut self.xp[s..e]);
-        self.bands[i].energy = energy;
-        self.bands[i].root = root;
-        self.set_threshold(i, lthr, max);
-    }
 }
 
-/// `xp = |x|^(3/4)`; returns (energy, sum of sqrt|x|, max |x|). Eight lanes summed in a
-/// fixed order: vectorizes, and native and wasm give the same bits.
-fn measure(x: &[f32], xp: &mut [f32]) -> (f32, f32, f32) {
-    let mut e = [0.0f32; 8];
+/// `xp = |x|^(3/4)`; returns (sum of sqrt|x|, max |x|). Eight lanes summed in a fixed
+/// order: vectorizes, and native and wasm give the same bits.
+fn measure(x: &[f32], xp: &mut [f32]) -> (f32, f32) {
     let mut r = [0.0f32; 8];
     let mut m = [0.0f32; 8];
     let mut xc = x.chunks_exact(8);
@@ -698,7 +691,6 @@ fn measure(x: &[f32], xp: &mut [f32]) -> (f32, f32, f32) {
             let a = c[l].abs();
             let sq = a.sqrt();
             p[l] = sq * sq.sqrt();
-            e[l] += a * a;
             r[l] += sq;
             m[l] = if a > m[l] { a } else { m[l] };
         }
@@ -707,13 +699,48 @@ fn measure(x: &[f32], xp: &mut [f32]) -> (f32, f32, f32) {
         let a = v.abs();
         let sq = a.sqrt();
         *p = sq * sq.sqrt();
-        e[l] += a * a;
         r[l] += sq;
         m[l] = if a > m[l] { a } else { m[l] };
     }
     let sum = |v: [f32; 8]| ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
     let max = m.iter().fold(0.0f32, |a, &b| if b > a { b } else { a });
-    (sum(e), sum(r), max)
+    (sum(r), max)
+}
+
+/// Energies of mid `(l + r) / 2` and side `(l - r) / 2`, eight lanes in a fixed order.
+fn ms_energies(l: &[f32], r: &[f32]) -> (f32, f32) {
+    let mut em = [0.0f32; 8];
+    let mut es = [0.0f32; 8];
+    let n = l.len().min(r.len());
+    let (l, r) = (&l[..n], &r[..n]);
+    let (mut lc, mut rc) = (l.chunks_exact(8), r.chunks_exact(8));
+    for (a, b) in (&mut lc).zip(&mut rc) {
+        for k in 0..8 {
+            let m = 0.5 * (a[k] + b[k]);
+            let d = 0.5 * (a[k] - b[k]);
+            em[k] += m * m;
+            es[k] += d * d;
+        }
+    }
+    for (k, (&a, &b)) in lc.remainder().iter().zip(rc.remainder()).enumerate() {
+        let m = 0.5 * (a + b);
+        let d = 0.5 * (a - b);
+        em[k] += m * m;
+        es[k] += d * d;
+    }
+    let sum = |v: [f32; 8]| ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    (sum(em), sum(es))
+}
+
+/// Nearest integer (halves up) for |x| < 4096, saturating beyond; plain arithmetic (SSE2 has
+/// no rounding instruction, so `f32::round` is a libm call).
+fn round_i(x: f32) -> i32 {
+    (x + 4096.5) as i32 - 4096
+}
+
+/// Smallest integer >= x for |x| < 4096, saturating beyond.
+fn ceil_i(x: f32) -> i32 {
+    4096 - (4096.0 - x) as i32
 }
 
 /// log2(0.148) and log2(8191).
@@ -834,7 +861,7 @@ impl Chan {
         let mut last: Option<i32> = None;
         for i in 0..n {
             let band = self.bands[i];
-            let mut sf = ((band.base_sf + offset as f32).round() as i32).max(band.min_sf);
+            let mut sf = round_i(band.base_sf + offset as f32).max(band.min_sf);
             if sf > 255 || band.root == 0.0 {
                 self.q[band.start..band.end].fill(0);
                 continue;
@@ -863,6 +890,38 @@ impl Chan {
             .zip(&self.sf)
             .find(|(b, _)| **b != 0)
             .map_or(100, |(_, &s)| s);
+        self.body_bits = self.count_body();
+    }
+
+    /// The bits `emit_ics` writes after global_gain and ics_info (see there).
+    fn count_body(&self) -> usize {
+        let short = self.seq == Some(Seq::EightShort);
+        let (len_bits, esc) = if short { (3, 7) } else { (5, 31) };
+        let mut bits = 3; // pulse, tns, gain control flags
+        for books in self.book.chunks(self.max_sfb.max(1)) {
+            let mut prev = books.first().copied().unwrap_or(0);
+            let mut run = 0usize;
+            for &b in books {
+                if b != prev {
+                    bits += 4 + len_bits * (1 + run / esc);
+                    prev = b;
+                    run = 0;
+                }
+                run += 1;
+            }
+            if run > 0 {
+                bits += 4 + len_bits * (1 + run / esc);
+            }
+        }
+        let mut last = self.global_gain;
+        for ((&b, &sf), &sb) in self.book.iter().zip(&self.sf).zip(&self.bits) {
+            if b != 0 {
+                let d = (sf - last + 60).clamp(0, 120) as usize;
+                bits += usize::from(tables::SF_LEN[d]) + sb as usize;
+                last = sf;
+            }
+        }
+        bits
     }
 
     fn emit_ics_info<S: Sink>(&self, out: &mut S) {
@@ -895,6 +954,11 @@ impl Chan {
         out.put(self.global_gain as u32 & 0xff, 8);
         if !common_window {
             self.emit_ics_info(out);
+        }
+        if !spectral {
+            // Counting: sections, scalefactors, flags and spectral data as `quantize` found.
+            out.skip(self.body_bits);
+            return;
         }
         let short = self.seq == Some(Seq::EightShort);
         let (len_bits, esc) = if short { (3, 7) } else { (5, 31) };
@@ -934,12 +998,8 @@ impl Chan {
             if b == 0 {
                 continue;
             }
-            if spectral {
-                let band = &self.bands[i];
-                code_band(out, &self.q[band.start..band.end], b);
-            } else {
-                out.skip(self.bits[i] as usize);
-            }
+            let band = &self.bands[i];
+            code_band(out, &self.q[band.start..band.end], b);
         }
     }
 }
@@ -1015,14 +1075,17 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
             } else {
                 27 * t[0].abs() + 9 * t[1].abs() + 3 * t[2].abs() + t[3].abs()
             } as usize;
-            out.put(u32::from(bk.code[idx]), u32::from(bk.len[idx]));
+            let (mut code, mut len) = (u32::from(bk.code[idx]), u32::from(bk.len[idx]));
             if !bk.signed {
+                // Sign bits follow the codeword: one write of at most 16 + 4 bits.
                 for &v in t {
                     if v != 0 {
-                        out.put(u32::from(v < 0), 1);
+                        code = (code << 1) | u32::from(v < 0);
+                        len += 1;
                     }
                 }
             }
+            out.put(code, len);
         }
     } else {
         for t in q.chunks_exact(2) {
@@ -1033,13 +1096,17 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
                 let cap = |v: i32| v.abs().min(16);
                 (m * cap(a) + cap(b)) as usize
             };
-            out.put(u32::from(bk.code[idx]), u32::from(bk.len[idx]));
+            let (mut code, mut len) = (u32::from(bk.code[idx]), u32::from(bk.len[idx]));
             if !bk.signed {
                 for &v in t {
                     if v != 0 {
-                        out.put(u32::from(v < 0), 1);
+                        code = (code << 1) | u32::from(v < 0);
+                        len += 1;
                     }
                 }
+            }
+            out.put(code, len);
+            if !bk.signed {
                 if book == tables::ESC_HCB {
                     for &v in t {
                         let v = v.unsigned_abs();
@@ -1109,21 +1176,23 @@ impl BitWriter {
 impl Sink for BitWriter {
     #[inline(always)]
     fn put(&mut self, value: u32, bits: u32) {
-        if bits == 0 {
-            return;
-        }
-        let v = u64::from(value) & ((1u64 << bits) - 1);
-        self.acc = (self.acc << bits) | v;
+        // At most 31 bits are pending, so 32 more fit in the 64-bit accumulator.
+        debug_assert!(bits <= 32 && self.n < 32);
+        let mask = (1u64 << bits) - 1;
+        self.acc = (self.acc << bits) | (u64::from(value) & mask);
         self.n += bits;
-        while self.n >= 8 {
-            self.n -= 8;
-            self.bytes.push((self.acc >> self.n) as u8);
+        if self.n >= 32 {
+            self.n -= 32;
+            let word = (self.acc >> self.n) as u32;
+            self.bytes.extend_from_slice(&word.to_be_bytes());
         }
     }
     fn align(&mut self) {
-        if self.n > 0 {
-            let pad = 8 - self.n;
-            self.put(0, pad);
+        let pad = (8 - self.n % 8) % 8;
+        self.put(0, pad);
+        while self.n >= 8 {
+            self.n -= 8;
+            self.bytes.push((self.acc >> self.n) as u8);
         }
     }
     fn skip(&mut self, mut bits: usize) {

@@ -1,5 +1,5 @@
 //! MDCT and IMDCT as ISO/IEC 14496-3 defines them (4.6.11.3.1 / 4.6.11.3.2), computed with an
-//! N/4-point complex FFT (rustfft: AVX/SSE on x86, simd128 in wasm).
+//! N/4-point complex FFT ([`crate::dsp::fft`]: the same bits natively and in wasm).
 //!
 //! Forward: `X[k] = 2 * sum_{n<N} z[n] * cos(2pi/N * (n + n0) * (k + 1/2))`, k < N/2.
 //! Inverse: `x[n] = 2/N * sum_{k<N/2} X[k] * cos(2pi/N * (n + n0) * (k + 1/2))`, n < N,
@@ -7,19 +7,17 @@
 //!
 //! The pre/post rotation is the classic split-radix arrangement (as in FFmpeg's `mdct`).
 
-use rustfft::num_complex::Complex32;
-use rustfft::{Fft, FftPlanner};
-use std::sync::Arc;
+use crate::dsp::fft::Plan;
 
 /// One transform size (N = 2048 for long windows, 256 for short ones), with its buffers.
 pub struct Mdct {
     n: usize,
-    fft: Arc<dyn Fft<f32>>,
+    fft: Plan,
     /// `-cos(2pi (i + 1/8) / N)` and `-sin(..)`, i < N/4.
     tcos: Vec<f32>,
     tsin: Vec<f32>,
-    buf: Vec<Complex32>,
-    scratch: Vec<Complex32>,
+    re: Vec<f32>,
+    im: Vec<f32>,
     work: Vec<f32>,
 }
 
@@ -28,21 +26,20 @@ impl Mdct {
     pub fn new(n: usize) -> Self {
         assert!(n >= 16 && n % 16 == 0, "MDCT size {n}");
         let n4 = n / 4;
-        let fft = FftPlanner::<f32>::new().plan_fft_forward(n4);
+        let fft = Plan::new(n4);
         let (tcos, tsin) = (0..n4)
             .map(|i| {
                 let a = 2.0 * std::f64::consts::PI * (i as f64 + 0.125) / n as f64;
                 (-a.cos() as f32, -a.sin() as f32)
             })
             .unzip();
-        let scratch = vec![Complex32::default(); fft.get_inplace_scratch_len()];
         Mdct {
             n,
             fft,
             tcos,
             tsin,
-            buf: vec![Complex32::default(); n4],
-            scratch,
+            re: vec![0.0; n4],
+            im: vec![0.0; n4],
             work: Vec::new(),
         }
     }
@@ -54,37 +51,66 @@ impl Mdct {
 
     /// `out[..N/2]` = MDCT of `input[..N]` (already windowed), spec scaling.
     pub fn forward(&mut self, input: &[f32], out: &mut [f32]) {
-        let (n, n2, n4, n8) = (self.n, self.n / 2, self.n / 4, self.n / 8);
-        let n3 = 3 * n4;
-        let input = &input[..n];
-        let out = &mut out[..n2];
-        let (tc, ts) = (&self.tcos, &self.tsin);
+        match self.n {
+            2048 => self.forward_fixed::<2048, 1024, 512>(input, out),
+            256 => self.forward_fixed::<256, 128, 64>(input, out),
+            _ => self.forward_any(input, out),
+        }
+    }
+
+    /// [`Mdct::forward`] for a size known at compile time (`H = N/2`, `Q = N/4`): every index
+    /// is provably in range, so the loops run without bounds checks.
+    fn forward_fixed<const N: usize, const H: usize, const Q: usize>(
+        &mut self,
+        input: &[f32],
+        out: &mut [f32],
+    ) {
+        let (Ok(input), Ok(out), Ok(tc), Ok(ts), Ok(br), Ok(bi), Ok(rev)) = (
+            <&[f32; N]>::try_from(&input[..N]),
+            <&mut [f32; H]>::try_from(&mut out[..H]),
+            <&[f32; Q]>::try_from(&self.tcos[..]),
+            <&[f32; Q]>::try_from(&self.tsin[..]),
+            <&mut [f32; Q]>::try_from(&mut self.re[..]),
+            <&mut [f32; Q]>::try_from(&mut self.im[..]),
+            <&[u32; Q]>::try_from(self.fft.rev()),
+        ) else {
+            return;
+        };
+        let (n2, n4, n8, n3) = (H, Q, Q / 2, 3 * Q);
+        // Pre-rotation, written straight to the FFT's bit-reversed input order.
         for i in 0..n8 {
             let re = -input[2 * i + n3] - input[n3 - 1 - 2 * i];
             let im = -input[n4 + 2 * i] + input[n4 - 1 - 2 * i];
-            self.buf[i] = cmul(re, im, -tc[i], ts[i]);
+            let j = rev[i] as usize % Q;
+            (br[j], bi[j]) = cmul(re, im, -tc[i], ts[i]);
+            let re = input[2 * i] - input[n2 - 1 - 2 * i];
+            let im = -input[n2 + 2 * i] - input[N - 1 - 2 * i];
+            let j = rev[n8 + i] as usize % Q;
+            (br[j], bi[j]) = cmul(re, im, -tc[n8 + i], ts[n8 + i]);
+        }
+        self.fft.process_permuted(br, bi);
+        post_rotate(br, bi, tc, ts, out);
+    }
+
+    fn forward_any(&mut self, input: &[f32], out: &mut [f32]) {
+        let (n, n2, n4, n8) = (self.n, self.n / 2, self.n / 4, self.n / 8);
+        let n3 = 3 * n4;
+        let input = &input[..n];
+        let (tc, ts) = (&self.tcos, &self.tsin);
+        let (br, bi) = (&mut self.re, &mut self.im);
+        let rev = self.fft.rev();
+        for i in 0..n8 {
+            let re = -input[2 * i + n3] - input[n3 - 1 - 2 * i];
+            let im = -input[n4 + 2 * i] + input[n4 - 1 - 2 * i];
+            let j = rev[i] as usize;
+            (br[j], bi[j]) = cmul(re, im, -tc[i], ts[i]);
             let re = input[2 * i] - input[n2 - 1 - 2 * i];
             let im = -input[n2 + 2 * i] - input[n - 1 - 2 * i];
-            self.buf[n8 + i] = cmul(re, im, -tc[n8 + i], ts[n8 + i]);
+            let j = rev[n8 + i] as usize;
+            (br[j], bi[j]) = cmul(re, im, -tc[n8 + i], ts[n8 + i]);
         }
-        self.fft
-            .process_with_scratch(&mut self.buf, &mut self.scratch);
-        // Spec scaling: the forward transform carries a factor 2.
-        let s = 2.0f32;
-        for i in 0..n8 {
-            let a = self.buf[n8 - i - 1];
-            let p = cmul(a.re, a.im, -ts[n8 - i - 1], -tc[n8 - i - 1]);
-            let (i1, r0) = (p.re, p.im);
-            let b = self.buf[n8 + i];
-            let q = cmul(b.re, b.im, -ts[n8 + i], -tc[n8 + i]);
-            let (i0, r1) = (q.re, q.im);
-            let k0 = n8 - i - 1;
-            let k1 = n8 + i;
-            out[2 * k0] = s * r0;
-            out[2 * k0 + 1] = s * i0;
-            out[2 * k1] = s * r1;
-            out[2 * k1 + 1] = s * i1;
-        }
+        self.fft.process_permuted(br, bi);
+        post_rotate(br, bi, tc, ts, &mut out[..n2]);
     }
 
     /// `out[..N]` = IMDCT of `spec[..N/2]`, spec scaling (not windowed).
@@ -118,9 +144,24 @@ impl Mdct {
     }
 }
 
+/// Post-rotation: `(P_k, Q_k) = z_k * (-sin_k, -cos_k)`, then `X[2k] = 2 Q_k` and
+/// `X[2k+1] = 2 P_{N/4-1-k}` (the spec's factor 2).
 #[inline(always)]
-fn cmul(are: f32, aim: f32, bre: f32, bim: f32) -> Complex32 {
-    Complex32::new(are * bre - aim * bim, are * bim + aim * bre)
+fn post_rotate(br: &mut [f32], bi: &mut [f32], tc: &[f32], ts: &[f32], out: &mut [f32]) {
+    for (((r, i), &c), &sn) in br.iter_mut().zip(bi.iter_mut()).zip(tc).zip(ts) {
+        let (p, q) = cmul(*r, *i, -sn, -c);
+        *r = 2.0 * p;
+        *i = 2.0 * q;
+    }
+    for ((o, &q), &p) in out.chunks_exact_mut(2).zip(bi.iter()).zip(br.iter().rev()) {
+        o[0] = q;
+        o[1] = p;
+    }
+}
+
+#[inline(always)]
+fn cmul(are: f32, aim: f32, bre: f32, bim: f32) -> (f32, f32) {
+    (are * bre - aim * bim, are * bim + aim * bre)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! FMA is deliberately not used: a fused multiply-add rounds once where the scalar and wasm
 //! paths round twice, which would make native and wasm outputs differ.
 
+pub(crate) mod fft;
 pub(crate) mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
