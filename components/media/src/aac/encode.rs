@@ -284,20 +284,16 @@ impl LcEncoder {
     fn window_sequences(&self, planes: &[Vec<f32>], frames: usize) -> Vec<Vec<(Seq, usize)>> {
         let blocks = planes.first().map_or(0, |p| p.len() / SHORT);
         // High-passed energy per 128-sample block, per channel.
+        // First difference (vectorizes), then the dsp kernel's sum of squares per block.
+        let mut diff = Vec::new();
         let energy: Vec<Vec<f32>> = planes
             .iter()
             .map(|p| {
-                let mut prev = 0.0f32;
-                p.chunks_exact(SHORT)
-                    .map(|b| {
-                        let mut e = 0.0f32;
-                        for &v in b {
-                            let d = v - prev;
-                            prev = v;
-                            e += d * d;
-                        }
-                        e
-                    })
+                diff.clear();
+                diff.extend(p.first().copied());
+                diff.extend(p.windows(2).map(|w| w[1] - w[0]));
+                diff.chunks_exact(SHORT)
+                    .map(crate::dsp::sum_squares)
                     .collect()
             })
             .collect();

@@ -83,7 +83,7 @@ impl Plan {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only produced after `is_x86_feature_detected!("avx2")`.
             Isa::Avx2 => unsafe { avx2(self, re, im) },
-            _ => butterflies(self, re, im, stage_plain),
+            _ => butterflies(self, re, im, stage_plain, pair_plain),
         }
     }
 }
@@ -95,10 +95,58 @@ impl Plan {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn avx2(p: &Plan, re: &mut [f32], im: &mut [f32]) {
-    butterflies(p, re, im, |ra, ia, rb, ib, wr, wi| {
-        // SAFETY: this function only runs on AVX2 CPUs (see above).
-        unsafe { stage_avx2(ra, ia, rb, ib, wr, wi) }
-    })
+    butterflies(
+        p,
+        re,
+        im,
+        |ra, ia, rb, ib, wr, wi| {
+            // SAFETY: this function only runs on AVX2 CPUs (see above).
+            unsafe { stage_avx2(ra, ia, rb, ib, wr, wi) }
+        },
+        |r0, i0, r1, i1, r2, i2, r3, i3, t| {
+            // SAFETY: as above.
+            unsafe { pair_avx2(r0, i0, r1, i1, r2, i2, r3, i3, t) }
+        },
+    )
+}
+
+/// [`pair_body`] compiled with AVX2, as its own function (`noalias` slices).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pair_avx2(
+    r0: &mut [f32],
+    i0: &mut [f32],
+    r1: &mut [f32],
+    i1: &mut [f32],
+    r2: &mut [f32],
+    i2: &mut [f32],
+    r3: &mut [f32],
+    i3: &mut [f32],
+    t: &Twiddles<'_>,
+) {
+    pair_body(r0, i0, r1, i1, r2, i2, r3, i3, t)
+}
+
+/// [`pair_body`] for the baseline ISA.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn pair_plain(
+    r0: &mut [f32],
+    i0: &mut [f32],
+    r1: &mut [f32],
+    i1: &mut [f32],
+    r2: &mut [f32],
+    i2: &mut [f32],
+    r3: &mut [f32],
+    i3: &mut [f32],
+    t: &Twiddles<'_>,
+) {
+    pair_body(r0, i0, r1, i1, r2, i2, r3, i3, t)
 }
 
 /// [`stage_body`] compiled with AVX2, as its own function: its slices are parameters, which
@@ -139,6 +187,17 @@ fn butterflies(
     re: &mut [f32],
     im: &mut [f32],
     stage: impl Fn(&mut [f32], &mut [f32], &mut [f32], &mut [f32], &[f32], &[f32]),
+    pair: impl Fn(
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &Twiddles<'_>,
+    ),
 ) {
     let n = p.n;
     // h = 1 and h = 2: twiddles 1 and -i, no multiplications (the results are exact, so
@@ -165,13 +224,169 @@ fn butterflies(
     }
     let mut h = 4;
     while h < n {
-        let (wr, wi) = (&p.tw_re[h..2 * h], &p.tw_im[h..2 * h]);
-        for (rb, ib) in re.chunks_exact_mut(2 * h).zip(im.chunks_exact_mut(2 * h)) {
-            let (ra, rb) = rb.split_at_mut(h);
-            let (ia, ib) = ib.split_at_mut(h);
-            stage(ra, ia, rb, ib, wr, wi);
+        if 4 * h <= n {
+            // Two stages (h and 2h) in one pass over memory: the same operations in the same
+            // order as running them one after the other.
+            let t = Twiddles {
+                wr: &p.tw_re[h..2 * h],
+                wi: &p.tw_im[h..2 * h],
+                ur: &p.tw_re[2 * h..3 * h],
+                ui: &p.tw_im[2 * h..3 * h],
+                vr: &p.tw_re[3 * h..4 * h],
+                vi: &p.tw_im[3 * h..4 * h],
+            };
+            for (rb, ib) in re.chunks_exact_mut(4 * h).zip(im.chunks_exact_mut(4 * h)) {
+                let (r01, r23) = rb.split_at_mut(2 * h);
+                let (r0, r1) = r01.split_at_mut(h);
+                let (r2, r3) = r23.split_at_mut(h);
+                let (i01, i23) = ib.split_at_mut(2 * h);
+                let (i0, i1) = i01.split_at_mut(h);
+                let (i2, i3) = i23.split_at_mut(h);
+                pair(r0, i0, r1, i1, r2, i2, r3, i3, &t);
+            }
+            h *= 4;
+        } else {
+            let (wr, wi) = (&p.tw_re[h..2 * h], &p.tw_im[h..2 * h]);
+            for (rb, ib) in re.chunks_exact_mut(2 * h).zip(im.chunks_exact_mut(2 * h)) {
+                let (ra, rb) = rb.split_at_mut(h);
+                let (ia, ib) = ib.split_at_mut(h);
+                stage(ra, ia, rb, ib, wr, wi);
+            }
+            h *= 2;
         }
-        h *= 2;
+    }
+}
+
+/// Twiddles of a fused pair of stages: `w` for stage h, `u` and `v` for the two halves of
+/// stage 2h.
+struct Twiddles<'a> {
+    wr: &'a [f32],
+    wi: &'a [f32],
+    ur: &'a [f32],
+    ui: &'a [f32],
+    vr: &'a [f32],
+    vi: &'a [f32],
+}
+
+/// [`pair_body`] for a block size known at compile time.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pair_fixed<const H: usize>(
+    r0: &mut [f32; H],
+    i0: &mut [f32; H],
+    r1: &mut [f32; H],
+    i1: &mut [f32; H],
+    r2: &mut [f32; H],
+    i2: &mut [f32; H],
+    r3: &mut [f32; H],
+    i3: &mut [f32; H],
+    t: &Twiddles<'_>,
+) {
+    let (Ok(wr), Ok(wi), Ok(ur), Ok(ui), Ok(vr), Ok(vi)) = (
+        <&[f32; H]>::try_from(&t.wr[..H]),
+        <&[f32; H]>::try_from(&t.wi[..H]),
+        <&[f32; H]>::try_from(&t.ur[..H]),
+        <&[f32; H]>::try_from(&t.ui[..H]),
+        <&[f32; H]>::try_from(&t.vr[..H]),
+        <&[f32; H]>::try_from(&t.vi[..H]),
+    ) else {
+        return;
+    };
+    let mut y = [[0.0f32; H]; 8];
+    for j in 0..H {
+        let (tr, ti) = (r1[j] * wr[j] - i1[j] * wi[j], r1[j] * wi[j] + i1[j] * wr[j]);
+        y[0][j] = r0[j] + tr;
+        y[1][j] = i0[j] + ti;
+        y[2][j] = r0[j] - tr;
+        y[3][j] = i0[j] - ti;
+        let (sr, si) = (r3[j] * wr[j] - i3[j] * wi[j], r3[j] * wi[j] + i3[j] * wr[j]);
+        y[4][j] = r2[j] + sr;
+        y[5][j] = i2[j] + si;
+        y[6][j] = r2[j] - sr;
+        y[7][j] = i2[j] - si;
+    }
+    for j in 0..H {
+        let (y0r, y0i, y1r, y1i) = (y[0][j], y[1][j], y[2][j], y[3][j]);
+        let (y2r, y2i, y3r, y3i) = (y[4][j], y[5][j], y[6][j], y[7][j]);
+        let (pr, pi) = (y2r * ur[j] - y2i * ui[j], y2r * ui[j] + y2i * ur[j]);
+        let (qr, qi) = (y3r * vr[j] - y3i * vi[j], y3r * vi[j] + y3i * vr[j]);
+        r0[j] = y0r + pr;
+        i0[j] = y0i + pi;
+        r2[j] = y0r - pr;
+        i2[j] = y0i - pi;
+        r1[j] = y1r + qr;
+        i1[j] = y1i + qi;
+        r3[j] = y1r - qr;
+        i3[j] = y1i - qi;
+    }
+}
+
+/// Stages h and 2h over one block of 4h.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pair_body(
+    r0: &mut [f32],
+    i0: &mut [f32],
+    r1: &mut [f32],
+    i1: &mut [f32],
+    r2: &mut [f32],
+    i2: &mut [f32],
+    r3: &mut [f32],
+    i3: &mut [f32],
+    t: &Twiddles<'_>,
+) {
+    if r0.len() == 4 {
+        // Four butterflies: fixed-size arrays, so the SLP vectorizer makes 4-wide vectors
+        // (the loop vectorizer would pick 8 lanes and run these in the scalar tail).
+        if let (Ok(r0), Ok(i0), Ok(r1), Ok(i1), Ok(r2), Ok(i2), Ok(r3), Ok(i3)) = (
+            <&mut [f32; 4]>::try_from(r0),
+            <&mut [f32; 4]>::try_from(i0),
+            <&mut [f32; 4]>::try_from(r1),
+            <&mut [f32; 4]>::try_from(i1),
+            <&mut [f32; 4]>::try_from(r2),
+            <&mut [f32; 4]>::try_from(i2),
+            <&mut [f32; 4]>::try_from(r3),
+            <&mut [f32; 4]>::try_from(i3),
+        ) {
+            pair_fixed::<4>(r0, i0, r1, i1, r2, i2, r3, i3, t);
+        }
+        return;
+    }
+    let h = r0.len();
+    let (i0, r1, i1, r2, i2, r3, i3) = (
+        &mut i0[..h],
+        &mut r1[..h],
+        &mut i1[..h],
+        &mut r2[..h],
+        &mut i2[..h],
+        &mut r3[..h],
+        &mut i3[..h],
+    );
+    let (wr, wi, ur, ui, vr, vi) = (
+        &t.wr[..h],
+        &t.wi[..h],
+        &t.ur[..h],
+        &t.ui[..h],
+        &t.vr[..h],
+        &t.vi[..h],
+    );
+    for j in 0..h {
+        // Stage h: (x0, x1) and (x2, x3), twiddle w.
+        let (tr, ti) = (r1[j] * wr[j] - i1[j] * wi[j], r1[j] * wi[j] + i1[j] * wr[j]);
+        let (y0r, y0i, y1r, y1i) = (r0[j] + tr, i0[j] + ti, r0[j] - tr, i0[j] - ti);
+        let (sr, si) = (r3[j] * wr[j] - i3[j] * wi[j], r3[j] * wi[j] + i3[j] * wr[j]);
+        let (y2r, y2i, y3r, y3i) = (r2[j] + sr, i2[j] + si, r2[j] - sr, i2[j] - si);
+        // Stage 2h: (y0, y2) with u, (y1, y3) with v.
+        let (pr, pi) = (y2r * ur[j] - y2i * ui[j], y2r * ui[j] + y2i * ur[j]);
+        let (qr, qi) = (y3r * vr[j] - y3i * vi[j], y3r * vi[j] + y3i * vr[j]);
+        r0[j] = y0r + pr;
+        i0[j] = y0i + pi;
+        r2[j] = y0r - pr;
+        i2[j] = y0i - pi;
+        r1[j] = y1r + qr;
+        i1[j] = y1i + qi;
+        r3[j] = y1r - qr;
+        i3[j] = y1i - qi;
     }
 }
 
