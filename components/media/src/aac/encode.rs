@@ -1002,59 +1002,69 @@ impl Chan {
 
 /// The cheaper of the two books for a band's largest magnitude, and its bits.
 fn best_book(q: &[i32], maxq: i32) -> (u8, u32) {
-    let pair = match maxq {
-        1 => [1, 2],
-        2 => [3, 4],
-        3 | 4 => [5, 6],
-        5..=7 => [7, 8],
-        8..=12 => [9, 10],
-        _ => return (11, band_bits(q, 11)),
+    let first = match maxq {
+        1 => 1,
+        2 => 3,
+        3 | 4 => 5,
+        5..=7 => 7,
+        8..=12 => 9,
+        _ => return (11, band_bits(q, 11).0),
     };
-    let a = band_bits(q, pair[0]);
-    let b = band_bits(q, pair[1]);
-    if a <= b { (pair[0], a) } else { (pair[1], b) }
+    // The two books of a range share their tuple layout: one pass counts both.
+    let (a, b) = band_bits(q, first);
+    if a <= b { (first, a) } else { (first + 1, b) }
 }
 
-/// Bits of one band's values in `book` (1..=11), from the cost tables.
-fn band_bits(q: &[i32], book: u8) -> u32 {
+/// Bits of one band's values in `book` (1..=11) and in `book + 1` (books 1, 3, 5, 7 and 9
+/// pair with the next one; for book 11 the second count is meaningless), from the cost
+/// tables.
+fn band_bits(q: &[i32], book: u8) -> (u32, u32) {
     let b = usize::from(book) - 1;
-    let (bk, cost) = (&BOOKS[b], &COST[b]);
-    let mut bits = 0u32;
+    let bk = &BOOKS[b];
+    let costs = &*COST;
+    let c0 = &costs[b];
+    let c1 = costs.get(b + 1).unwrap_or(c0);
+    let (mut x, mut y) = (0u32, 0u32);
+    let mut add = |idx: usize| {
+        x += u32::from(c0.get(idx).copied().unwrap_or(0));
+        y += u32::from(c1.get(idx).copied().unwrap_or(0));
+    };
     if bk.dim == 4 {
         if bk.signed {
             for t in q.chunks_exact(4) {
-                let idx = 27 * (t[0] + 1) + 9 * (t[1] + 1) + 3 * (t[2] + 1) + (t[3] + 1);
-                bits += u32::from(cost[idx as usize]);
+                add((27 * (t[0] + 1) + 9 * (t[1] + 1) + 3 * (t[2] + 1) + (t[3] + 1)) as usize);
             }
         } else {
             for t in q.chunks_exact(4) {
-                let idx = 27 * t[0].abs() + 9 * t[1].abs() + 3 * t[2].abs() + t[3].abs();
-                bits += u32::from(cost[idx as usize]);
+                add((27 * t[0].abs() + 9 * t[1].abs() + 3 * t[2].abs() + t[3].abs()) as usize);
             }
         }
     } else if bk.signed {
         let (m, lav) = (bk.modulus(), bk.lav);
         for t in q.chunks_exact(2) {
-            bits += u32::from(cost[(m * (t[0] + lav) + (t[1] + lav)) as usize]);
+            add((m * (t[0] + lav) + (t[1] + lav)) as usize);
         }
     } else if book == tables::ESC_HCB {
+        let mut esc = 0u32;
         for t in q.chunks_exact(2) {
             let (a, c) = (t[0].unsigned_abs(), t[1].unsigned_abs());
-            bits += u32::from(cost[(17 * a.min(16) + c.min(16)) as usize]);
+            add((17 * a.min(16) + c.min(16)) as usize);
             for v in [a, c] {
                 if v >= 16 {
                     // N ones, a zero and N + 4 bits, N = floor(log2 v) - 4.
-                    bits += 2 * (31 - v.leading_zeros() - 4) + 5;
+                    esc += 2 * (31 - v.leading_zeros() - 4) + 5;
                 }
             }
         }
+        x += esc;
+        y += esc;
     } else {
         let m = bk.modulus();
         for t in q.chunks_exact(2) {
-            bits += u32::from(cost[(m * t[0].abs() + t[1].abs()) as usize]);
+            add((m * t[0].abs() + t[1].abs()) as usize);
         }
     }
-    bits
+    (x, y)
 }
 
 /// Huffman-code one band's values with `book` (1..=11).

@@ -1,6 +1,6 @@
 //! Writing an audio-only fMP4 media segment with mp4-atom.
 
-use mp4_atom::{Decode, Encode, Mdat, Mfhd, Moof, Tfdt, Tfhd, Traf, Trun, TrunEntry};
+use mp4_atom::{Decode, Encode, Mfhd, Moof, Tfdt, Tfhd, Traf, Trun, TrunEntry};
 
 use crate::error::{Error, Result};
 
@@ -124,15 +124,12 @@ pub(crate) fn write_segment(s: &SegmentOut<'_>) -> Result<Vec<u8>> {
     }
     moof.encode(&mut out)
         .map_err(|e| Error::internal(format!("moof encode: {e}")))?;
-    let mut data = Vec::with_capacity(payload);
+    mdat_header(&mut out, payload)?;
     for (_, _, runs) in &trafs {
         for sample in runs.iter().flatten() {
-            data.extend_from_slice(sample);
+            out.extend_from_slice(sample);
         }
     }
-    Mdat { data }
-        .encode(&mut out)
-        .map_err(|e| Error::internal(format!("mdat encode: {e}")))?;
     Ok(out)
 }
 
@@ -204,16 +201,23 @@ pub(crate) fn write_fragment(
     }
     moof.encode(&mut out)
         .map_err(|e| Error::internal(format!("moof encode: {e}")))?;
-    let mut data = Vec::with_capacity(payload);
+    mdat_header(&mut out, payload)?;
     for t in tracks {
         for s in &t.samples {
-            data.extend_from_slice(s);
+            out.extend_from_slice(s);
         }
     }
-    Mdat { data }
-        .encode(&mut out)
-        .map_err(|e| Error::internal(format!("mdat encode: {e}")))?;
     Ok(out)
+}
+
+/// The 8-byte `mdat` header for `payload` bytes; the samples follow it directly (mp4-atom's
+/// `Mdat` encodes its data byte by byte: 40 instructions per byte of video).
+fn mdat_header(out: &mut Vec<u8>, payload: usize) -> Result<()> {
+    let size = u32::try_from(payload + 8)
+        .map_err(|_| Error::limit("segment too large for a 32-bit mdat"))?;
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(b"mdat");
+    Ok(())
 }
 
 /// A `styp` for built segments (CMAF-style brands).
