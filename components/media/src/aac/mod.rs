@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::limits;
 use crate::pcm::Pcm;
 
+pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod mdct;
 pub(crate) mod tables;
@@ -32,12 +33,23 @@ pub(crate) fn decode_aus<'a>(
     if n > limits::MAX_FRAMES {
         return Err(Error::limit(format!("{n} access units")));
     }
+    // Our AAC-LC decoder first (2.5x syom's speed, and the same bits natively and in wasm);
+    // syom for what it refuses (HE-AAC, coupling channels, PCE layouts, ...) and for what it
+    // finds invalid, so syom's verdict on damaged streams stands.
+    let aus: Vec<&[u8]> = aus.collect();
+    if frame_len == FRAME {
+        if let Ok(pcm) = decode::decode_lc(asc, aus.iter().copied()) {
+            if pcm.sample_rate == sample_rate && pcm.channels == channels {
+                return Ok(pcm);
+            }
+        }
+    }
     let opts = syom::DecodeOptions::audio().with_max_duration_secs(f64::INFINITY);
     let mut dec = syom::Decoder::from_asc(asc, opts)
         .map_err(|e| Error::unsupported(format!("AAC config: {e}")))?;
     let ch = usize::from(channels);
     let mut samples: Vec<f32> = Vec::with_capacity(n * frame_len * ch);
-    for (i, au) in aus.enumerate() {
+    for (i, au) in aus.into_iter().enumerate() {
         let before = samples.len();
         let mut bad: Option<String> = None;
         dec.decode_au(au, |f| {

@@ -44,11 +44,6 @@ impl Plan {
         }
     }
 
-    /// Points.
-    pub(crate) fn len(&self) -> usize {
-        self.n
-    }
-
     /// Where input `i` goes before the butterflies (bit reversal): callers that produce the
     /// input can write it there directly and call [`Plan::process_permuted`].
     pub(crate) fn rev(&self) -> &[u32] {
@@ -56,10 +51,12 @@ impl Plan {
     }
 
     /// In-place forward transform of `re[..n] + i im[..n]`.
+    #[cfg(test)]
     pub(crate) fn process(&self, re: &mut [f32], im: &mut [f32]) {
         self.process_on(super::best(), re, im)
     }
 
+    #[cfg(test)]
     pub(crate) fn process_on(&self, isa: Isa, re: &mut [f32], im: &mut [f32]) {
         let (re, im) = (&mut re[..self.n], &mut im[..self.n]);
         for i in 0..self.n {

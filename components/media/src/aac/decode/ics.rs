@@ -1,0 +1,803 @@
+//! individual_channel_stream (ISO/IEC 14496-3 4.4.2.7): ics_info, section data,
+//! scalefactors, pulse and TNS data, spectral data with dequantization and PNS, then the
+//! stereo tools and the TNS synthesis filter.
+//!
+//! Where the standard leaves room (clipping of noise and intensity positions, pulses in
+//! zero bands, M/S over noise bands, PNS noise per window) this follows FFmpeg's decoder,
+//! which is what our output is compared against.
+
+use super::Tables;
+use super::bits::Bits;
+use crate::aac::tables;
+use crate::error::{Error, Result};
+
+pub(super) const ONLY_LONG: u8 = 0;
+pub(super) const LONG_START: u8 = 1;
+pub(super) const EIGHT_SHORT: u8 = 2;
+pub(super) const LONG_STOP: u8 = 3;
+
+/// Window groups x bands: 8 x 15 short, 51 long.
+pub(super) const MAX_BANDS: usize = 128;
+
+const NOISE: u8 = tables::NOISE_HCB;
+const IS_OUT: u8 = tables::INTENSITY_HCB2;
+const IS_IN: u8 = tables::INTENSITY_HCB;
+
+/// Table 4.156 (TNS_MAX_BANDS for LC) by sampling frequency index, long and short windows.
+const TNS_MAX_BANDS_LONG: [u8; 13] = [31, 31, 34, 40, 42, 51, 46, 46, 42, 42, 42, 39, 39];
+const TNS_MAX_BANDS_SHORT: [u8; 13] = [9, 9, 10, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14];
+/// TNS_MAX_ORDER for LC.
+const TNS_MAX_ORDER_LONG: u8 = 12;
+const TNS_MAX_ORDER_SHORT: u8 = 7;
+
+/// ics_info as it applies to the current frame.
+#[derive(Clone, Copy)]
+pub(super) struct IcsInfo {
+    pub(super) max_sfb: u8,
+    pub(super) num_groups: u8,
+    pub(super) group_len: [u8; 8],
+    pub(super) num_windows: u8,
+    pub(super) num_swb: u8,
+    pub(super) swb: &'static [u16],
+    pub(super) tns_max: u8,
+}
+
+impl IcsInfo {
+    fn empty() -> Self {
+        IcsInfo {
+            max_sfb: 0,
+            num_groups: 1,
+            group_len: [1, 0, 0, 0, 0, 0, 0, 0],
+            num_windows: 1,
+            num_swb: 0,
+            swb: &[0],
+            tns_max: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub(super) struct TnsFilter {
+    length: u8,
+    order: u8,
+    /// Filter downwards in frequency.
+    down: bool,
+    lpc: [f32; TNS_MAX_ORDER_LONG as usize],
+}
+
+#[derive(Clone, Copy, Default)]
+pub(super) struct Tns {
+    present: bool,
+    n_filt: [u8; 8],
+    filt: [[TnsFilter; 3]; 8],
+}
+
+#[derive(Clone, Copy, Default)]
+struct Pulses {
+    count: usize,
+    pos: [u16; 4],
+    amp: [u8; 4],
+}
+
+/// One channel's per-frame data and its synthesis state.
+pub(super) struct Channel {
+    pub(super) ics: IcsInfo,
+    /// Window sequence: [current, previous].
+    pub(super) seq: [u8; 2],
+    /// Window shape (0 sine, 1 KBD): [current, previous].
+    pub(super) shape: [u8; 2],
+    pub(super) band_type: [u8; MAX_BANDS],
+    /// End band (exclusive, within the group) of the section each band is in.
+    run_end: [u8; MAX_BANDS],
+    /// Per band: dequantization gain, PNS amplitude or intensity scale (0 for zero bands).
+    pub(super) gain: [f32; MAX_BANDS],
+    /// Spectrum, window-major (window `w` at `w * 128`).
+    pub(super) coef: [f32; 1024],
+    pub(super) tns: Tns,
+    /// Second half of the previous frame's IMDCT output (see `synth`).
+    pub(super) saved: [f32; 512],
+    /// This frame's output samples.
+    pub(super) out: [f32; 1024],
+    /// Pulses and escaped values in this frame (tool statistics).
+    pulses: usize,
+    escapes: u32,
+}
+
+impl Channel {
+    pub(super) fn new() -> Box<Self> {
+        Box::new(Channel {
+            ics: IcsInfo::empty(),
+            seq: [ONLY_LONG; 2],
+            shape: [0; 2],
+            band_type: [0; MAX_BANDS],
+            run_end: [0; MAX_BANDS],
+            gain: [0.0; MAX_BANDS],
+            coef: [0.0; 1024],
+            tns: Tns::default(),
+            saved: [0.0; 512],
+            out: [0.0; 1024],
+            pulses: 0,
+            escapes: 0,
+        })
+    }
+
+    pub(super) fn tns_present(&self) -> bool {
+        self.tns.present
+    }
+
+    pub(super) fn pulses_present(&self) -> bool {
+        self.pulses > 0
+    }
+
+    pub(super) fn escapes(&self) -> u64 {
+        u64::from(self.escapes)
+    }
+
+    /// For the second channel of a common-window CPE: take the first channel's ics_info and
+    /// window sequences, keeping this channel's own previous window shape (as FFmpeg does).
+    pub(super) fn share_ics(&mut self, first: &Channel) {
+        self.ics = first.ics;
+        self.seq = first.seq;
+        self.shape = [first.shape[0], self.shape[0]];
+    }
+}
+
+/// ics_info (Table 4.6) into `ch`, shifting the window history.
+pub(super) fn read_ics_info(b: &mut Bits<'_>, ch: &mut Channel, fs: u8) -> Result<()> {
+    let _reserved = b.bit();
+    ch.seq = [b.read(2) as u8, ch.seq[0]];
+    ch.shape = [b.read(1) as u8, ch.shape[0]];
+    let fsi = usize::from(fs.min(12));
+    let mut ics = IcsInfo::empty();
+    if ch.seq[0] == EIGHT_SHORT {
+        ics.max_sfb = b.read(4) as u8;
+        let grouping = b.read(7);
+        ics.num_groups = 1;
+        ics.group_len = [1, 0, 0, 0, 0, 0, 0, 0];
+        for i in 0..7 {
+            if grouping & (1 << (6 - i)) != 0 {
+                ics.group_len[usize::from(ics.num_groups) - 1] += 1;
+            } else {
+                ics.num_groups += 1;
+                ics.group_len[usize::from(ics.num_groups) - 1] = 1;
+            }
+        }
+        ics.num_windows = 8;
+        ics.swb = tables::short_offsets(fs).ok_or_else(|| Error::invalid("AAC rate index"))?;
+        ics.tns_max = TNS_MAX_BANDS_SHORT[fsi];
+    } else {
+        ics.max_sfb = b.read(6) as u8;
+        if b.bit() {
+            return Err(Error::invalid(
+                "AAC-LC ics_info with predictor_data_present",
+            ));
+        }
+        ics.swb = tables::long_offsets(fs).ok_or_else(|| Error::invalid("AAC rate index"))?;
+        ics.tns_max = TNS_MAX_BANDS_LONG[fsi];
+    }
+    ics.num_swb = (ics.swb.len() - 1) as u8;
+    if ics.max_sfb > ics.num_swb {
+        return Err(Error::invalid(format!(
+            "AAC max_sfb {} above {} bands",
+            ics.max_sfb, ics.num_swb
+        )));
+    }
+    ch.ics = ics;
+    b.check("ics_info")
+}
+
+/// individual_channel_stream (Table 4.44) after ics_info: everything up to dequantized
+/// spectral coefficients in `ch.coef`.
+pub(super) fn read_ics(
+    bits: &mut Bits<'_>,
+    ch: &mut Channel,
+    common_window: bool,
+    fs: u8,
+    t: &Tables,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    // A local copy of the reader stays in registers.
+    let mut local = *bits;
+    let r = read_ics_with(&mut local, ch, common_window, fs, t, scratch);
+    *bits = local;
+    r
+}
+
+#[inline(always)]
+fn read_ics_with(
+    b: &mut Bits<'_>,
+    ch: &mut Channel,
+    common_window: bool,
+    fs: u8,
+    t: &Tables,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    let global_gain = b.read(8) as i32;
+    if !common_window {
+        read_ics_info(b, ch, fs)?;
+    }
+    read_sections(b, ch)?;
+    read_scalefactors(b, ch, global_gain, t)?;
+    let pulses = if b.bit() {
+        if ch.seq[0] == EIGHT_SHORT {
+            return Err(Error::invalid("AAC pulse data in an EIGHT_SHORT frame"));
+        }
+        read_pulses(b, &ch.ics)?
+    } else {
+        Pulses::default()
+    };
+    ch.tns.present = b.bit();
+    if ch.tns.present {
+        read_tns(b, ch, t)?;
+    }
+    if b.bit() {
+        return Err(Error::invalid("AAC-LC ics with gain_control_data_present"));
+    }
+    b.check("ics side info")?;
+    read_spectrum(b, ch, t, scratch)?;
+    ch.pulses = pulses.count;
+    if pulses.count > 0 {
+        apply_pulses(ch, &pulses, t);
+    }
+    Ok(())
+}
+
+/// section_data (Table 4.46): a codebook per band.
+#[inline(always)]
+fn read_sections(b: &mut Bits<'_>, ch: &mut Channel) -> Result<()> {
+    let ics = ch.ics;
+    let (len_bits, esc) = if ch.seq[0] == EIGHT_SHORT {
+        (3, 7)
+    } else {
+        (5, 31)
+    };
+    let max_sfb = usize::from(ics.max_sfb);
+    let mut idx = 0;
+    for _ in 0..ics.num_groups {
+        let mut k = 0;
+        while k < max_sfb {
+            let book = b.read(4) as u8;
+            if book == 12 {
+                return Err(Error::invalid("AAC section with reserved codebook 12"));
+            }
+            let mut end = k;
+            loop {
+                let inc = b.read(len_bits) as usize;
+                end += inc;
+                // Each pass reads bits, so a run of zero-length sections ends at the
+                // access unit's end.
+                if b.left() < 0 {
+                    return Err(Error::invalid("AAC section data: access unit ends early"));
+                }
+                if end > max_sfb {
+                    return Err(Error::invalid(format!(
+                        "AAC section ends at band {end}, past max_sfb {max_sfb}"
+                    )));
+                }
+                if inc != esc {
+                    break;
+                }
+            }
+            for _ in k..end {
+                ch.band_type[idx] = book;
+                ch.run_end[idx] = end as u8;
+                idx += 1;
+            }
+            k = end;
+        }
+    }
+    Ok(())
+}
+
+/// scale_factor_data (Table 4.47) into per-band gains. Scalefactors must stay in 0..=255;
+/// noise energies and intensity positions are clipped as FFmpeg does.
+#[inline(always)]
+fn read_scalefactors(
+    b: &mut Bits<'_>,
+    ch: &mut Channel,
+    global_gain: i32,
+    t: &Tables,
+) -> Result<()> {
+    let ics = ch.ics;
+    let n = usize::from(ics.num_groups) * usize::from(ics.max_sfb);
+    let mut sf = global_gain;
+    let mut noise = global_gain - 90;
+    let mut is_pos = 0i32;
+    let mut first_noise = true;
+    for idx in 0..n {
+        let gain = match ch.band_type[idx] {
+            tables::ZERO_HCB => 0.0,
+            IS_OUT | IS_IN => {
+                is_pos += t.books.sf.decode(b) as i32 - 60;
+                t.pow2(-is_pos.clamp(-155, 100))
+            }
+            NOISE => {
+                if first_noise {
+                    noise += b.read(9) as i32 - 256;
+                    first_noise = false;
+                } else {
+                    noise += t.books.sf.decode(b) as i32 - 60;
+                }
+                t.pow2(noise.clamp(-100, 155))
+            }
+            _ => {
+                sf += t.books.sf.decode(b) as i32 - 60;
+                if !(0..=255).contains(&sf) {
+                    return Err(Error::invalid(format!("AAC scalefactor {sf} out of range")));
+                }
+                t.pow2(sf - 100)
+            }
+        };
+        ch.gain[idx] = gain;
+    }
+    b.check("scalefactors")
+}
+
+/// pulse_data (Table 4.7), long windows only.
+fn read_pulses(b: &mut Bits<'_>, ics: &IcsInfo) -> Result<Pulses> {
+    let mut p = Pulses {
+        count: b.read(2) as usize + 1,
+        ..Pulses::default()
+    };
+    let start_sfb = b.read(6) as usize;
+    if start_sfb >= usize::from(ics.num_swb) {
+        return Err(Error::invalid("AAC pulse_start_sfb past the bands"));
+    }
+    let top = ics.swb[usize::from(ics.num_swb)];
+    let mut pos = ics.swb[start_sfb];
+    for i in 0..p.count {
+        pos += b.read(5) as u16;
+        if pos >= top {
+            return Err(Error::invalid("AAC pulse offset past the spectrum"));
+        }
+        p.pos[i] = pos;
+        p.amp[i] = b.read(4) as u8;
+    }
+    Ok(p)
+}
+
+/// tns_data (Table 4.48), with the coefficients already converted to LPC form.
+fn read_tns(b: &mut Bits<'_>, ch: &mut Channel, t: &Tables) -> Result<()> {
+    let short = ch.seq[0] == EIGHT_SHORT;
+    let (filt_bits, len_bits, order_bits, max_order) = if short {
+        (1, 4, 3, TNS_MAX_ORDER_SHORT)
+    } else {
+        (2, 6, 5, TNS_MAX_ORDER_LONG)
+    };
+    let tns = &mut ch.tns;
+    for w in 0..usize::from(ch.ics.num_windows) {
+        let n_filt = b.read(filt_bits) as u8;
+        tns.n_filt[w] = n_filt;
+        if n_filt == 0 {
+            continue;
+        }
+        let coef_res = b.read(1) as usize;
+        for f in &mut tns.filt[w][..usize::from(n_filt)] {
+            f.length = b.read(len_bits) as u8;
+            f.order = b.read(order_bits) as u8;
+            if f.order > max_order {
+                let order = f.order;
+                f.order = 0;
+                return Err(Error::invalid(format!(
+                    "AAC TNS order {order} above {max_order}"
+                )));
+            }
+            if f.order == 0 {
+                continue;
+            }
+            f.down = b.bit();
+            let compress = b.read(1) as usize;
+            let coef_len = 3 + coef_res as u32 - compress as u32;
+            let table = &t.tns_coef[coef_res][compress];
+            let order = usize::from(f.order);
+            let mut refl = [0f32; TNS_MAX_ORDER_LONG as usize];
+            for r in &mut refl[..order] {
+                *r = table[b.read(coef_len) as usize & 15];
+            }
+            // Reflection to LPC coefficients (4.6.9.3 tns_decode_coef), in place.
+            let lpc = &mut f.lpc;
+            for i in 0..order {
+                let r = refl[i];
+                for j in 0..(i + 1) >> 1 {
+                    let (fj, bj) = (lpc[j], lpc[i - 1 - j]);
+                    lpc[j] = fj + r * bj;
+                    lpc[i - 1 - j] = bj + r * fj;
+                }
+                lpc[i] = r;
+            }
+        }
+    }
+    b.check("TNS data")
+}
+
+/// escape_sequence: N ones, a zero, then N + 4 bits; the value is 2^(N+4) + bits.
+#[inline(always)]
+fn escape(b: &mut Bits<'_>) -> u32 {
+    let n = (!b.peek32()).leading_zeros();
+    if n > 8 {
+        b.set_bad();
+        return 0;
+    }
+    b.skip(n + 1);
+    let len = n + 4;
+    (1 << len) + b.read(len)
+}
+
+/// spectral_data (Table 4.50) dequantized into `ch.coef`, window-major, with PNS.
+fn read_spectrum(
+    b: &mut Bits<'_>,
+    ch: &mut Channel,
+    t: &Tables,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    ch.coef.fill(0.0);
+    ch.escapes = 0;
+    let ics = ch.ics;
+    let swb = ics.swb;
+    let max_sfb = usize::from(ics.max_sfb);
+    let short = ics.num_windows == 8;
+    let Scratch { random, tmp, segs } = scratch;
+    let mut win = 0usize;
+    for g in 0..usize::from(ics.num_groups) {
+        let glen = usize::from(ics.group_len[g]);
+        let mut i = 0;
+        while i < max_sfb {
+            let idx = g * max_sfb + i;
+            let book = ch.band_type[idx];
+            let end = usize::from(ch.run_end[idx]).clamp(i + 1, max_sfb);
+            match book {
+                tables::ZERO_HCB | IS_OUT | IS_IN => {}
+                NOISE => {
+                    for band in i..end {
+                        let (lo, hi) = (usize::from(swb[band]), usize::from(swb[band + 1]));
+                        let gain = ch.gain[g * max_sfb + band];
+                        for w in win..win + glen {
+                            noise(&mut ch.coef[w * 128 + lo..w * 128 + hi], gain, random);
+                        }
+                    }
+                }
+                _ => {
+                    // One gain per band and window, in bitstream order.
+                    let (mut n, mut len) = (0, 0usize);
+                    for band in i..end {
+                        let width = usize::from(swb[band + 1] - swb[band]);
+                        let gain = ch.gain[g * max_sfb + band];
+                        for _ in 0..glen {
+                            len += width;
+                            segs[n] = Seg {
+                                end: len as u16,
+                                gain,
+                            };
+                            n += 1;
+                        }
+                    }
+                    let (lo, hi) = (usize::from(swb[i]), usize::from(swb[end]));
+                    if short {
+                        ch.escapes += decode_run(b, book, &mut tmp[..len], &segs[..n], t);
+                        let mut off = 0;
+                        for band in i..end {
+                            let (lo, hi) = (usize::from(swb[band]), usize::from(swb[band + 1]));
+                            for w in win..win + glen {
+                                let width = hi - lo;
+                                ch.coef[w * 128 + lo..w * 128 + hi]
+                                    .copy_from_slice(&tmp[off..off + width]);
+                                off += width;
+                            }
+                        }
+                    } else {
+                        ch.escapes += decode_run(b, book, &mut ch.coef[lo..hi], &segs[..n], t);
+                    }
+                    b.check("spectral data")?;
+                }
+            }
+            i = end;
+        }
+        win += glen;
+    }
+    Ok(())
+}
+
+/// Decoder-wide state of spectral decoding: the PNS generator and buffers kept so nothing
+/// is cleared per call.
+pub(super) struct Scratch {
+    /// FFmpeg's PNS generator state.
+    pub(super) random: u32,
+    /// Short windows: a section's values in bitstream order (band-major, then window),
+    /// scattered to window-major afterwards.
+    tmp: [f32; 1024],
+    /// One gain per band (and window) of a section.
+    segs: [Seg; MAX_BANDS],
+}
+
+impl Scratch {
+    pub(super) fn new() -> Box<Self> {
+        Box::new(Scratch {
+            random: 0x1f2e_3d4c,
+            tmp: [0.0; 1024],
+            segs: [Seg::default(); MAX_BANDS],
+        })
+    }
+}
+
+/// Where a gain stops applying (exclusive, in coefficients from the start of the run).
+#[derive(Clone, Copy, Default)]
+struct Seg {
+    end: u16,
+    gain: f32,
+}
+
+/// The gain at a coefficient position, walking the segments forward.
+struct Gains<'s> {
+    segs: &'s [Seg],
+    i: usize,
+    gain: f32,
+    end: usize,
+}
+
+impl<'s> Gains<'s> {
+    fn new(segs: &'s [Seg]) -> Self {
+        let first = segs.first().copied().unwrap_or_default();
+        Gains {
+            segs,
+            i: 0,
+            gain: first.gain,
+            end: usize::from(first.end),
+        }
+    }
+
+    #[inline(always)]
+    fn at(&mut self, pos: usize) -> f32 {
+        if pos >= self.end {
+            self.i += 1;
+            if let Some(s) = self.segs.get(self.i) {
+                self.gain = s.gain;
+                self.end = usize::from(s.end);
+            }
+        }
+        self.gain
+    }
+}
+
+/// Call `chunk` on each 4 coefficients of `out` with their gain, refilling the reader once
+/// per `4 * PER_REFILL` coefficients (the caller's bound on the bits that takes).
+#[inline(always)]
+fn run_chunks<const PER_REFILL: usize>(
+    b: &mut Bits<'_>,
+    out: &mut [f32],
+    segs: &[Seg],
+    mut chunk: impl FnMut(&mut Bits<'_>, &mut [f32], f32),
+) {
+    let mut gains = Gains::new(segs);
+    let mut pos = 0;
+    let mut blocks = out.chunks_exact_mut(4 * PER_REFILL);
+    for block in &mut blocks {
+        b.refill();
+        for q in block.chunks_exact_mut(4) {
+            chunk(b, q, gains.at(pos));
+            pos += 4;
+        }
+    }
+    for q in blocks.into_remainder().chunks_exact_mut(4) {
+        b.refill();
+        chunk(b, q, gains.at(pos));
+        pos += 4;
+    }
+}
+
+/// PNS (4.6.13): FFmpeg's generator and scaling, one window at a time.
+fn noise(band: &mut [f32], amplitude: f32, random: &mut u32) {
+    let mut energy = 0f32;
+    for x in band.iter_mut() {
+        *random = random.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let v = *random as i32 as f32;
+        *x = v;
+        energy += v * v;
+    }
+    let scale = if energy > 0.0 {
+        amplitude / energy.sqrt()
+    } else {
+        0.0
+    };
+    for x in band.iter_mut() {
+        *x *= scale;
+    }
+}
+
+/// One section's spectral data coded with book 1..=11, dequantized with the segments'
+/// gains; returns the escapes read.
+///
+/// One dispatch per section and a rarely taken branch at band boundaries keep the
+/// mispredictions per band low. The reader is refilled once per 4 coefficients (at most
+/// 2 x 17 bits of codewords and sign bits, within the 56 a refill guarantees), which keeps
+/// the load off most of the codeword-to-codeword dependency chain; escapes refill on their
+/// own.
+#[inline(never)]
+fn decode_run(bits: &mut Bits<'_>, book: u8, out: &mut [f32], segs: &[Seg], t: &Tables) -> u32 {
+    // Work on a copy so the reader's state lives in registers.
+    let mut local = *bits;
+    let escapes = decode_run_with(&mut local, book, out, segs, t);
+    *bits = local;
+    escapes
+}
+
+#[inline(always)]
+fn decode_run_with(b: &mut Bits<'_>, book: u8, out: &mut [f32], segs: &[Seg], t: &Tables) -> u32 {
+    let vlc = &t.books.spectral[usize::from(book - 1) % 11];
+    let (v4, v6) = (&t.quad_values, &t.pair_values);
+    let quad = |b: &mut Bits<'_>, q: &mut [f32], g: f32| {
+        let p = vlc.decode_cached(b);
+        for (k, x) in q.iter_mut().enumerate() {
+            *x = v4[(p >> (4 * k)) as usize & 15] * g;
+        }
+    };
+    let pairs = |b: &mut Bits<'_>, q: &mut [f32], g: f32| {
+        for q in q.chunks_exact_mut(2) {
+            let p = vlc.decode_cached(b);
+            q[0] = v6[p as usize & 63] * g;
+            q[1] = v6[(p >> 6) as usize & 63] * g;
+        }
+    };
+    // Codes with sign bits are at most 11 (books 1, 2), 20 (3, 4), 14 (5-8, 10) and 17 (9)
+    // bits: as many as fit in 56 are read per refill.
+    match book {
+        1 | 2 => run_chunks::<4>(b, out, segs, quad),
+        3 | 4 => run_chunks::<2>(b, out, segs, quad),
+        9 => run_chunks::<1>(b, out, segs, pairs),
+        5..=10 => run_chunks::<2>(b, out, segs, pairs),
+        _ => {
+            let mut escapes = 0;
+            let pow43 = &t.pow43;
+            run_chunks::<1>(b, out, segs, |b, q, g| {
+                for q in q.chunks_exact_mut(2) {
+                    let p = vlc.decode_cached(b);
+                    for (k, x) in q.iter_mut().enumerate() {
+                        let v = (p >> (6 * k)) & 63;
+                        let mut y = v6[v as usize];
+                        if v & 31 == 16 {
+                            y = pow43[escape(b) as usize & 8191].copysign(y);
+                            escapes += 1;
+                        }
+                        *x = y * g;
+                    }
+                }
+            });
+            return escapes;
+        }
+    }
+    0
+}
+
+/// Pulses (4.6.3.3) on the dequantized spectrum, the way FFmpeg applies them: skipped in
+/// noise and zero bands.
+fn apply_pulses(ch: &mut Channel, p: &Pulses, t: &Tables) {
+    let swb = ch.ics.swb;
+    let mut idx = 0usize;
+    for i in 0..p.count {
+        let pos = usize::from(p.pos[i]);
+        while idx + 1 < swb.len() && usize::from(swb[idx + 1]) <= pos {
+            idx += 1;
+        }
+        let gain = ch.gain[idx];
+        if ch.band_type[idx] == NOISE || gain == 0.0 || idx >= usize::from(ch.ics.max_sfb) {
+            continue;
+        }
+        let amp = f32::from(p.amp[i]);
+        let co = ch.coef[pos] / gain;
+        // |q| from |q|^(4/3); exact for the integers a codebook can hold.
+        let q = if co == 0.0 {
+            -amp
+        } else {
+            let mag = co.abs().powf(0.75).round();
+            if co > 0.0 { mag + amp } else { -(mag + amp) }
+        };
+        let mag = t.pow43.get(q.abs() as usize).copied().unwrap_or(0.0);
+        ch.coef[pos] = if q < 0.0 { -mag } else { mag } * gain;
+    }
+}
+
+/// ms_data applied (4.6.8.1): L = M + S, R = M - S where the mask is set and neither channel
+/// codes the band with noise or intensity.
+pub(super) fn apply_ms(l: &mut Channel, r: &mut Channel, mask: &[u8; MAX_BANDS]) {
+    let ics = l.ics;
+    let max_sfb = usize::from(ics.max_sfb);
+    let mut win = 0;
+    for g in 0..usize::from(ics.num_groups) {
+        let glen = usize::from(ics.group_len[g]);
+        for i in 0..max_sfb {
+            let idx = g * max_sfb + i;
+            if mask[idx] == 0 || l.band_type[idx] >= NOISE || r.band_type[idx] >= NOISE {
+                continue;
+            }
+            let (lo, hi) = (usize::from(ics.swb[i]), usize::from(ics.swb[i + 1]));
+            for w in win..win + glen {
+                let range = w * 128 + lo..w * 128 + hi;
+                for (a, b) in l.coef[range.clone()].iter_mut().zip(&mut r.coef[range]) {
+                    let (m, s) = (*a, *b);
+                    *a = m + s;
+                    *b = m - s;
+                }
+            }
+        }
+        win += glen;
+    }
+}
+
+/// Intensity stereo (4.6.8.2): bands of the right channel coded with books 14/15 are the
+/// left channel scaled; `ms_present` flips the sign where the M/S mask is set.
+pub(super) fn apply_is(l: &Channel, r: &mut Channel, ms_present: u8, mask: &[u8; MAX_BANDS]) {
+    let ics = r.ics;
+    let max_sfb = usize::from(ics.max_sfb);
+    let mut win = 0;
+    for g in 0..usize::from(ics.num_groups) {
+        let glen = usize::from(ics.group_len[g]);
+        for i in 0..max_sfb {
+            let idx = g * max_sfb + i;
+            let book = r.band_type[idx];
+            if book != IS_OUT && book != IS_IN {
+                continue;
+            }
+            let mut c = if book == IS_IN { 1.0f32 } else { -1.0 };
+            if ms_present != 0 && mask[idx] != 0 {
+                c = -c;
+            }
+            let scale = c * r.gain[idx];
+            let (lo, hi) = (usize::from(ics.swb[i]), usize::from(ics.swb[i + 1]));
+            for w in win..win + glen {
+                let range = w * 128 + lo..w * 128 + hi;
+                for (d, s) in r.coef[range.clone()].iter_mut().zip(&l.coef[range]) {
+                    *d = s * scale;
+                }
+            }
+        }
+        win += glen;
+    }
+}
+
+/// TNS synthesis (all-pole) filtering of `ch.coef` (4.6.9.3).
+pub(super) fn apply_tns(ch: &mut Channel) {
+    if !ch.tns.present {
+        return;
+    }
+    let ics = ch.ics;
+    let mmm = usize::from(ics.tns_max.min(ics.max_sfb));
+    if mmm == 0 {
+        return;
+    }
+    for w in 0..usize::from(ics.num_windows) {
+        let mut bottom = usize::from(ics.num_swb);
+        for f in &ch.tns.filt[w][..usize::from(ch.tns.n_filt[w])] {
+            let top = bottom;
+            bottom = top.saturating_sub(usize::from(f.length));
+            let order = usize::from(f.order);
+            if order == 0 {
+                continue;
+            }
+            let start = usize::from(ics.swb[bottom.min(mmm)]);
+            let end = usize::from(ics.swb[top.min(mmm)]);
+            if end <= start {
+                continue;
+            }
+            let x = &mut ch.coef[w * 128 + start..w * 128 + end];
+            let lpc = &f.lpc[..order];
+            if f.down {
+                x.reverse();
+            }
+            tns_filter(x, lpc);
+            if f.down {
+                x.reverse();
+            }
+        }
+    }
+}
+
+/// All-pole filter `y[n] = x[n] - sum_i lpc[i] y[n-1-i]` in place, summed in FFmpeg's order
+/// (a strongly resonant filter amplifies any difference in rounding).
+fn tns_filter(x: &mut [f32], lpc: &[f32]) {
+    for m in 1..x.len() {
+        let mut acc = x[m];
+        for (i, &a) in lpc.iter().enumerate().take(m) {
+            acc -= x[m - 1 - i] * a;
+        }
+        x[m] = acc;
+    }
+}
