@@ -238,10 +238,10 @@ impl LcEncoder {
         // not emitted), so a segment starts where a continuous encode would be.
         for step in 0..=frames {
             let start = step * FRAME;
-            for e in 0..self.elements.len() {
+            for (e, el_seqs) in seqs.iter().enumerate() {
                 let el = self.elements[e];
                 let (seq, attack) = match step.checked_sub(1) {
-                    Some(k) => seqs[e][k],
+                    Some(k) => el_seqs[k],
                     None => (Seq::OnlyLong, 0),
                 };
                 for c in el.channels() {
@@ -845,10 +845,8 @@ impl Chan {
     fn quantize(&mut self, offset: i32) {
         let n = self.bands.len();
         self.q.resize(self.coef.len(), 0);
-        for v in [&mut self.sf] {
-            v.clear();
-            v.resize(n, 0);
-        }
+        self.sf.clear();
+        self.sf.resize(n, 0);
         self.book.clear();
         self.book.resize(n, 0);
         self.bits.clear();
@@ -1112,17 +1110,15 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
                 }
             }
             out.put(code, len);
-            if !bk.signed {
-                if book == tables::ESC_HCB {
-                    for &v in t {
-                        let v = v.unsigned_abs();
-                        if v >= 16 {
-                            // N ones, a zero, then N + 4 bits of v - 2^(N + 4).
-                            let n = 31 - v.leading_zeros() - 4;
-                            out.put((1 << n) - 1, n);
-                            out.put(0, 1);
-                            out.put(v - (1 << (n + 4)), n + 4);
-                        }
+            if book == tables::ESC_HCB {
+                for &v in t {
+                    let v = v.unsigned_abs();
+                    if v >= 16 {
+                        // N ones, a zero, then N + 4 bits of v - 2^(N + 4).
+                        let n = 31 - v.leading_zeros() - 4;
+                        out.put((1 << n) - 1, n);
+                        out.put(0, 1);
+                        out.put(v - (1 << (n + 4)), n + 4);
                     }
                 }
             }

@@ -23,7 +23,7 @@ pub struct Mdct {
 impl Mdct {
     /// A transform of `n` inputs (`n / 2` coefficients); `n` a multiple of 16.
     pub fn new(n: usize) -> Self {
-        assert!(n >= 16 && n % 16 == 0, "MDCT size {n}");
+        assert!(n >= 16 && n.is_multiple_of(16), "MDCT size {n}");
         let n4 = n / 4;
         let fft = Plan::new(n4);
         let (tcos, tsin) = (0..n4)

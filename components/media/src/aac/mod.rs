@@ -37,12 +37,12 @@ pub(crate) fn decode_aus<'a>(
     // syom for what it refuses (HE-AAC, coupling channels, PCE layouts, ...) and for what it
     // finds invalid, so syom's verdict on damaged streams stands.
     let aus: Vec<&[u8]> = aus.collect();
-    if frame_len == FRAME {
-        if let Ok(pcm) = decode::decode_lc(asc, aus.iter().copied()) {
-            if pcm.sample_rate == sample_rate && pcm.channels == channels {
-                return Ok(pcm);
-            }
-        }
+    if frame_len == FRAME
+        && let Ok(pcm) = decode::decode_lc(asc, aus.iter().copied())
+        && pcm.sample_rate == sample_rate
+        && pcm.channels == channels
+    {
+        return Ok(pcm);
     }
     let opts = syom::DecodeOptions::audio().with_max_duration_secs(f64::INFINITY);
     let mut dec = syom::Decoder::from_asc(asc, opts)

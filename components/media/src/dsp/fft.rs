@@ -50,12 +50,7 @@ impl Plan {
         &self.rev
     }
 
-    /// In-place forward transform of `re[..n] + i im[..n]`.
-    #[cfg(test)]
-    pub(crate) fn process(&self, re: &mut [f32], im: &mut [f32]) {
-        self.process_on(super::best(), re, im)
-    }
-
+    /// In-place forward transform of `re[..n] + i im[..n]` on `isa` (tests).
     #[cfg(test)]
     pub(crate) fn process_on(&self, isa: Isa, re: &mut [f32], im: &mut [f32]) {
         let (re, im) = (&mut re[..self.n], &mut im[..self.n]);
