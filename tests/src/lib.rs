@@ -25,7 +25,12 @@ pub struct Artifacts {
 
 /// Find dubhost (`DUBHOST_BIN`, else next to this test binary) and the repository root.
 pub fn artifacts() -> Artifacts {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo test` sets CARGO_MANIFEST_DIR at run time too; prefer it over the compile-time
+    // value, which names wherever this crate was first built when clones share a target dir.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let repo = manifest
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf();

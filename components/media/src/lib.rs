@@ -686,5 +686,37 @@ fn encode_bitrate(seg: &Segment) -> u32 {
         .min(u64::from(aac::max_bitrate(t.sample_rate, t.channels)) * 9 / 10) as u32
 }
 
+/// Fuzzing entry (`fuzz/fuzz_targets/aac_raw.rs`), not API: decode raw AAC access units under
+/// `asc` with our AAC-LC decoder one by one (a unit that fails is skipped, so the decoder state
+/// after errors is exercised too), then encode what came out with our AAC-LC encoder.
+#[doc(hidden)]
+pub fn fuzz_aac_raw(asc: &[u8], aus: &[&[u8]]) {
+    let Ok(mut dec) = aac::decode::LcDecoder::new(asc) else {
+        return;
+    };
+    let ch = usize::from(dec.channels());
+    let mut samples = Vec::new();
+    for au in aus {
+        let before = samples.len();
+        match dec.decode_au(au, &mut samples) {
+            Ok(()) => assert_eq!(
+                samples.len(),
+                before + aac::FRAME * ch,
+                "one frame per unit"
+            ),
+            Err(_) => assert_eq!(samples.len(), before, "a failed unit appends nothing"),
+        }
+    }
+    let frames = samples.len() / (aac::FRAME * ch.max(1));
+    if frames == 0 || aac::encoder_asc(dec.sample_rate(), dec.channels()).is_err() {
+        return;
+    }
+    let Ok(pcm) = Pcm::new(dec.sample_rate(), dec.channels(), samples) else {
+        return;
+    };
+    let aus = aac::encode_aligned(&pcm, None, None, frames, 128_000).expect("encode decoded PCM");
+    assert_eq!(aus.len(), frames);
+}
+
 #[cfg(test)]
 mod tests;

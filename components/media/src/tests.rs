@@ -1724,3 +1724,32 @@ fn encoder_switches_to_short_windows_on_clicks() {
         assert!(errs.trim().is_empty(), "ffmpeg: {errs}");
     }
 }
+
+/// Silence, a tone burst, silence, a burst (a dub over `bg=none`): the rate control must not
+/// drift during silence, so each burst is coded as well as it would be alone.
+#[test]
+fn encoder_codes_bursts_after_long_silence() {
+    let (rate, frames) = (48_000u32, 200usize);
+    let n = frames * 1024;
+    let mut samples = vec![0.0f32; n * 2];
+    let bursts = [(60_000usize, 96_000usize), (150_000, 190_000)];
+    for &(a, b) in &bursts {
+        for i in a..b {
+            let v = 0.2 * (2.0 * std::f32::consts::PI * 523.0 * i as f32 / rate as f32).sin();
+            samples[i * 2] = v;
+            samples[i * 2 + 1] = 0.7 * v;
+        }
+    }
+    let pcm = Pcm::new(rate, 2, samples).unwrap();
+    let aus = aac::encode_aligned(&pcm, None, None, frames, 128_000).unwrap();
+    let asc = aac::encoder_asc(rate, 2).unwrap();
+    let dec = aac::decode_aus(&asc, rate, 2, 1024, aus.iter().map(|a| a.as_slice())).unwrap();
+    for &(a, b) in &bursts {
+        let snr = snr_db(&pcm.samples, &dec.samples, 2, a + 2048, b - 2048, 0);
+        assert!(snr > 40.0, "burst at {a}: SNR {snr:.1} dB");
+    }
+    let silence = dec.samples[..50_000 * 2]
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
+    assert!(silence < 1e-4, "silence decodes to {silence}");
+}

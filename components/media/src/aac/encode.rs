@@ -450,13 +450,20 @@ impl LcEncoder {
     /// that quantization in the channels and returns its bit count.
     fn fit(&mut self, target: usize, ceiling: usize, hard: usize, offset: &mut i32) -> usize {
         let floor = target * 85 / 100;
-        let mut o = *offset;
+        // Scalefactors live in 0..=255 around a base of 100..250: offsets outside this range
+        // change nothing (and silence must not drag the offset away).
+        const LOWEST: i32 = -160;
+        const HIGHEST: i32 = 300;
+        let mut o = (*offset).clamp(LOWEST, HIGHEST);
         let mut fits: Option<(i32, usize)> = None; // smallest offset known to fit
         let mut over: Option<(i32, usize)> = None; // largest offset known not to
+        let mut last_bits = usize::MAX;
         for _ in 0..6 {
             let bits = self.quantize_all(o);
             if bits <= ceiling {
-                if bits >= floor || bits <= 64 {
+                // Close enough, or no change from the previous, higher offset: nothing left to
+                // spend bits on (silence: only side information).
+                if bits >= floor || bits == last_bits {
                     *offset = o;
                     return bits;
                 }
@@ -466,8 +473,9 @@ impl LcEncoder {
             } else if over.is_none_or(|(v, _)| o > v) {
                 over = Some((o, bits));
             }
+            last_bits = bits;
             // Secant between the bracketing offsets; else about 5 % of the bits per step.
-            o = match (over, fits) {
+            let next = match (over, fits) {
                 (Some((v, _)), Some((f, _))) if f - v <= 1 => break,
                 (Some((v, vb)), Some((f, fb))) => {
                     let t = (vb - target) as f32 / (vb - fb).max(1) as f32;
@@ -482,7 +490,12 @@ impl LcEncoder {
                     f - ceil_i(log2(r) * 14.0).clamp(1, 40)
                 }
                 (None, None) => break,
-            };
+            }
+            .clamp(LOWEST, HIGHEST);
+            if next == o {
+                break;
+            }
+            o = next;
         }
         let (mut o, mut bits) = match (fits, over) {
             (Some(f), _) => f,
