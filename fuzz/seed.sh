@@ -63,4 +63,44 @@ find "$corpus"/hls-* -type f -name '*.m3u8' -print0 |
 find "$corpus/hls-ts" -type f \( -name '*.ts' -o -name '*.aac' \) -print0 |
   while IFS= read -r -d '' f; do cp "$f" "$out/ts_segment/$(name "$f")"; done
 
+# aac_raw: ADTS streams (corpus, and ffmpeg-made ones that use short windows, PNS, intensity,
+# mono and 5.1) as [ASC length][ASC][(u16 BE length, access unit)...], 48 units per seed.
+mkdir -p "$out/aac_raw"
+tmp="$(mktemp -d)"
+adts=("$corpus"/hls-ts/videojs-segments/*.aac)
+if command -v ffmpeg >/dev/null; then
+  ffmpeg -v error -f lavfi -i "sine=f=440:d=2" -f lavfi -i "anoisesrc=d=2:a=0.3" \
+    -filter_complex "[0][1]amix=inputs=2,aformat=channel_layouts=stereo" -ar 48000 \
+    -c:a aac -aac_pns 1 -aac_is 1 -b:a 96k "$tmp/pns-is.aac" && adts+=("$tmp/pns-is.aac")
+  ffmpeg -v error -f lavfi -i "aevalsrc=if(lt(mod(t\,0.25)\,0.005)\,0.8*sin(2000*t)\,0):d=2" \
+    -ar 44100 -ac 1 -c:a aac "$tmp/clicks-mono.aac" && adts+=("$tmp/clicks-mono.aac")
+  ffmpeg -v error -f lavfi -i "sine=f=300:d=2" -af "aformat=channel_layouts=5.1" \
+    -ar 48000 -c:a aac -b:a 256k "$tmp/51.aac" && adts+=("$tmp/51.aac")
+fi
+for a in "${adts[@]}"; do
+  python3 - "$a" "$out/aac_raw/$(basename "$a").bin" <<'PY'
+import sys
+d = open(sys.argv[1], "rb").read()
+i, aus, asc = 0, [], None
+while i + 7 <= len(d) and len(aus) < 48:
+    if d[i] != 0xFF or d[i + 1] & 0xF0 != 0xF0:
+        i += 1
+        continue
+    prot_absent = d[i + 1] & 1
+    prof, sfi = d[i + 2] >> 6, (d[i + 2] >> 2) & 15
+    chc = ((d[i + 2] & 1) << 2) | (d[i + 3] >> 6)
+    n = ((d[i + 3] & 3) << 11) | (d[i + 4] << 3) | (d[i + 5] >> 5)
+    h = 7 if prot_absent else 9
+    if n < h or i + n > len(d):
+        break
+    asc = asc or bytes([((prof + 1) << 3) | (sfi >> 1), ((sfi & 1) << 7) | (chc << 3)])
+    aus.append(d[i + h:i + n])
+    i += n
+if asc:
+    out = bytes([len(asc)]) + asc + b"".join(len(a).to_bytes(2, "big") + a for a in aus)
+    open(sys.argv[2], "wb").write(out)
+PY
+done
+rm -rf "$tmp"
+
 for t in "$out"/*/; do echo "$(basename "$t"): $(ls "$t" | wc -l) files"; done

@@ -517,12 +517,8 @@ pub fn remux_audio_with_lookahead(
     }
 
     let frames = seg.pcm_frames() / aac::FRAME;
-    let mut padded = audio.slice(0, frames * aac::FRAME);
-    padded
-        .samples
-        .resize(frames * aac::FRAME * usize::from(t.channels), 0.0);
     let bps = encode_bitrate(seg);
-    let aus = aac::encode_aligned(&padded, priming, lookahead, frames, bps)?;
+    let aus = aac::encode_aligned(audio, priming, lookahead, frames, bps)?;
     write_output(seg, &aus)
 }
 

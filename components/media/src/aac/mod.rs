@@ -103,8 +103,8 @@ pub(crate) fn probe_output(asc: &[u8], first_au: &[u8]) -> Result<(u32, u16, usi
     Ok((rate, ch, frames))
 }
 
-/// Encode `audio` (exactly `frames * 1024` frames) to `frames` raw AAC-LC access units that
-/// decode in sync with it.
+/// Encode `audio` (truncated or zero-padded to `frames * 1024` frames) to `frames` raw AAC-LC
+/// access units that decode in sync with it.
 ///
 /// The encoder is fed `priming` (its last 1024 frames, zero-padded in front; silence when
 /// absent: only the transient detector looks at it), then the audio, then one frame of
@@ -124,34 +124,50 @@ pub(crate) fn encode_aligned(
     bitrate_bps: u32,
 ) -> Result<Vec<Vec<u8>>> {
     let ch = usize::from(audio.channels);
-    if audio.frames() != frames * FRAME {
-        return Err(Error::internal("encode_aligned: length not frames * 1024"));
-    }
-    // Planes: priming frame + audio + mirrored look-ahead frame, clipped to [-1, 1].
+    // Planes: priming frame + audio (truncated or zero-padded to `frames`) + look-ahead frame,
+    // clipped to [-1, 1].
+    let n = frames * FRAME;
+    let avail = audio.frames().min(n);
     let total = (frames + 2) * FRAME;
-    let mut planes: Vec<Vec<f32>> = vec![Vec::with_capacity(total); ch];
+    let mut planes: Vec<Vec<f32>> = vec![vec![0.0; total]; ch];
+    if let [l, r] = &mut planes[..] {
+        crate::dsp::deinterleave2(
+            &audio.samples[..2 * avail],
+            &mut l[FRAME..FRAME + avail],
+            &mut r[FRAME..FRAME + avail],
+        );
+    } else {
+        for (c, plane) in planes.iter_mut().enumerate() {
+            for (d, s) in plane[FRAME..FRAME + avail]
+                .iter_mut()
+                .zip(audio.samples.iter().skip(c).step_by(ch.max(1)))
+            {
+                *d = *s;
+            }
+        }
+    }
     let prime_frames = priming.map_or(0, |p| p.frames().min(FRAME));
     for (c, plane) in planes.iter_mut().enumerate() {
-        plane.resize(FRAME - prime_frames, 0.0);
         if let Some(p) = priming {
             let start = p.frames() - prime_frames;
-            plane.extend(
-                (start..p.frames()).map(|t| p.samples.get(t * ch + c).copied().unwrap_or(0.0)),
-            );
+            for (d, t) in plane[FRAME - prime_frames..FRAME].iter_mut().zip(start..) {
+                *d = p.samples.get(t * ch + c).copied().unwrap_or(0.0);
+            }
         }
-        crate::pcm::extend_channel(plane, &audio.samples, ch, c);
-        let n = frames * FRAME;
+        let (head, tail) = plane.split_at_mut(FRAME + n);
         match lookahead {
             Some(la) => {
                 let la_ch = usize::from(la.channels).max(1);
-                plane.extend(
-                    (0..FRAME).map(|t| la.samples.get(t * la_ch + c).copied().unwrap_or(0.0)),
-                );
+                for (t, d) in tail.iter_mut().enumerate() {
+                    *d = la.samples.get(t * la_ch + c).copied().unwrap_or(0.0);
+                }
             }
-            None => plane.extend((0..FRAME).map(|t| {
-                let src = n - 1 - t.min(n - 1);
-                audio.samples.get(src * ch + c).copied().unwrap_or(0.0) * taper(t)
-            })),
+            None => {
+                for (t, d) in tail.iter_mut().enumerate() {
+                    let src = n - 1 - t.min(n - 1);
+                    *d = head.get(FRAME + src).copied().unwrap_or(0.0) * taper(t);
+                }
+            }
         }
         crate::pcm::sanitize_clamp(plane);
     }
