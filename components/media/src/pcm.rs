@@ -225,21 +225,6 @@ pub(crate) fn extend_interleaved<P: AsRef<[f32]>>(out: &mut Vec<f32>, planes: &[
     }
 }
 
-/// Append channel `c` of interleaved `samples` (`ch` channels) to `plane` (encoder input).
-/// Stereo is split in L1-sized blocks by the vectorised deinterleaver.
-pub(crate) fn extend_channel(plane: &mut Vec<f32>, samples: &[f32], ch: usize, c: usize) {
-    if ch != 2 {
-        plane.extend(samples.iter().skip(c).step_by(ch.max(1)).copied());
-        return;
-    }
-    let (mut l, mut r) = ([0.0f32; 512], [0.0f32; 512]);
-    for block in samples.chunks(2 * l.len()) {
-        let n = block.len() / 2;
-        dsp::deinterleave2(block, &mut l[..n], &mut r[..n]);
-        plane.extend_from_slice(if c == 0 { &l[..n] } else { &r[..n] });
-    }
-}
-
 /// Non-finite samples to 0, the rest clamped to [-1, 1] (what the encoder accepts).
 pub(crate) fn sanitize_clamp(samples: &mut [f32]) {
     dsp::sanitize_clamp(samples)
