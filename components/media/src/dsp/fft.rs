@@ -194,25 +194,23 @@ fn butterflies(
     let n = p.n;
     // h = 1 and h = 2: twiddles 1 and -i, no multiplications (the results are exact, so
     // they equal the general butterfly's).
-    for b in (0..n).step_by(2) {
-        let (ar, ai, br, bi) = (re[b], im[b], re[b + 1], im[b + 1]);
-        re[b] = ar + br;
-        im[b] = ai + bi;
-        re[b + 1] = ar - br;
-        im[b + 1] = ai - bi;
-    }
-    for b in (0..n).step_by(4) {
-        let (ar, ai, br, bi) = (re[b], im[b], re[b + 2], im[b + 2]);
-        re[b] = ar + br;
-        im[b] = ai + bi;
-        re[b + 2] = ar - br;
-        im[b + 2] = ai - bi;
-        // b + 1 with w = -i: (br, bi) * -i = (bi, -br).
-        let (ar, ai, br, bi) = (re[b + 1], im[b + 1], re[b + 3], im[b + 3]);
-        re[b + 1] = ar + bi;
-        im[b + 1] = ai - br;
-        re[b + 3] = ar - bi;
-        im[b + 3] = ai + br;
+    // Both in one pass over blocks of four (the same operations as two passes).
+    for (r, i) in re.chunks_exact_mut(4).zip(im.chunks_exact_mut(4)) {
+        let (Ok(r), Ok(i)) = (<&mut [f32; 4]>::try_from(r), <&mut [f32; 4]>::try_from(i)) else {
+            continue;
+        };
+        // h = 1: (0, 1) and (2, 3).
+        let (r0, i0, r1, i1) = (r[0] + r[1], i[0] + i[1], r[0] - r[1], i[0] - i[1]);
+        let (r2, i2, r3, i3) = (r[2] + r[3], i[2] + i[3], r[2] - r[3], i[2] - i[3]);
+        // h = 2: (0, 2) with w = 1; (1, 3) with w = -i: (x, y) * -i = (y, -x).
+        r[0] = r0 + r2;
+        i[0] = i0 + i2;
+        r[2] = r0 - r2;
+        i[2] = i0 - i2;
+        r[1] = r1 + i3;
+        i[1] = i1 - r3;
+        r[3] = r1 - i3;
+        i[3] = i1 + r3;
     }
     let mut h = 4;
     while h < n {
