@@ -9,10 +9,11 @@
 //!   `LONG_STOP` transitions. The first access unit of a segment is never short or a stop
 //!   window and the last is never short or a start window, so whatever the neighbouring
 //!   segment decided, the windows at a join always overlap long-to-long.
-//! - **Psychoacoustics**: per band, a masking threshold from the spread energy density
-//!   (-12 dB per band upwards, -25 dB downwards) with an absolute floor; the scalefactor that
-//!   puts the quantization noise at the threshold follows in closed form from the band's
-//!   `sum(sqrt|x|)` (noise of the 3/4-power quantizer: `0.148 * g^1.5 * sum(sqrt|x|)`).
+//! - **Psychoacoustics**: per band, an allowed noise from the spread energy density (-12 dB
+//!   per band upwards, -25 dB downwards) shaped with exponent [`SHAPE`]; bands under the
+//!   threshold in quiet are not coded. The scalefactor that puts the quantization noise there
+//!   follows in closed form from the band's `sum(sqrt|x|)` (noise of the 3/4-power quantizer:
+//!   `0.148 * g^1.5 * sum(sqrt|x|)`).
 //! - **Stereo**: channel pairs share one window (common_window) and choose M/S per band by
 //!   estimated perceptual entropy.
 //! - **Rate control**: one scalefactor offset for the access unit (constant noise-to-mask
@@ -21,8 +22,9 @@
 //! - **Coding**: Huffman books chosen per band from the largest value (the two books of that
 //!   range are both counted), runs of equal books merged into sections, scalefactors as DPCM.
 //!
-//! Counting and writing go through the same code ([`Sink`]), so the bit count the rate
-//! control sees is exactly what is written.
+//! The rate control counts bits from cost tables and [`Chan::count_body`], which mirror the
+//! writer ([`Sink`]); every access unit's count is checked against the bytes written, so a
+//! mismatch is an error, never a stream that breaks the bit reservoir or the 6144-bit limit.
 
 use super::mdct::Mdct;
 use super::tables::{self, BOOKS};
