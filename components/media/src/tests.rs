@@ -1753,3 +1753,14 @@ fn encoder_codes_bursts_after_long_silence() {
         .fold(0f32, |m, v| m.max(v.abs()));
     assert!(silence < 1e-4, "silence decodes to {silence}");
 }
+
+/// No frames: no access units, and no arithmetic on an empty segment.
+#[test]
+fn encode_of_zero_frames_is_empty() {
+    let pcm = Pcm::new(48_000, 2, Vec::new()).unwrap();
+    assert!(
+        aac::encode_aligned(&pcm, None, None, 0, 128_000)
+            .unwrap()
+            .is_empty()
+    );
+}

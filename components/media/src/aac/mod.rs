@@ -162,12 +162,14 @@ pub(crate) fn encode_aligned(
                     *d = la.samples.get(t * la_ch + c).copied().unwrap_or(0.0);
                 }
             }
-            None => {
+            // Mirror the last frame under the fade (nothing to mirror when there are no frames).
+            None if n > 0 => {
                 for (t, d) in tail.iter_mut().enumerate() {
                     let src = n - 1 - t.min(n - 1);
                     *d = head.get(FRAME + src).copied().unwrap_or(0.0) * taper(t);
                 }
             }
+            None => {}
         }
         crate::pcm::sanitize_clamp(plane);
     }
