@@ -5,7 +5,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn corpus() -> PathBuf {
+pub(crate) fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
 }
 
@@ -20,11 +20,35 @@ const CLEAR_INIT: &str = "hls-fmp4/shaka-clear-encrypted-hls/audio-init-clear.mp
 const CLEAR_S1: &str = "hls-fmp4/shaka-clear-encrypted-hls/audio-s1.mp4";
 const CLEAR_S2: &str = "hls-fmp4/shaka-clear-encrypted-hls/audio-s2.mp4";
 
-fn ffmpeg_available() -> bool {
+pub(crate) fn ffmpeg_available() -> bool {
     Command::new("ffmpeg")
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// `ffmpeg -v error -i <path> <out_args>`; panics with its stderr if it fails.
+fn ffmpeg_on(path: &Path, out_args: &[&str]) -> std::process::Output {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(out_args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Little-endian f32 samples.
+pub(crate) fn f32le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// ffmpeg's decode of init+segment as interleaved f32 (edit lists applied, as players do).
@@ -39,24 +63,9 @@ fn ffmpeg_decode(init: &[u8], media: &[u8], tag: &str) -> Option<Vec<f32>> {
     let mut all = init.to_vec();
     all.extend_from_slice(media);
     std::fs::write(&path, &all).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "f32le", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ffmpeg_on(&path, &["-f", "f32le", "-"]);
     let _ = std::fs::remove_dir_all(&dir);
-    Some(
-        out.stdout
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-    )
+    Some(f32le(&out.stdout))
 }
 
 /// `ffmpeg -v error -i concat(init, media) -f null -`: its error output (empty = clean).
@@ -71,14 +80,8 @@ fn ffmpeg_errors(init: &[u8], media: &[u8], tag: &str) -> Option<String> {
     let mut all = init.to_vec();
     all.extend_from_slice(media);
     std::fs::write(&path, &all).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
+    let out = ffmpeg_on(&path, &["-f", "null", "-"]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success());
     Some(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -1606,20 +1609,12 @@ fn ffmpeg_decode_adts(
     }
     let path = std::env::temp_dir().join(format!("dub-media-{}-{tag}.aac", std::process::id()));
     std::fs::write(&path, adts(aus, rate, ch)).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "f32le", "-"])
-        .output()
-        .unwrap();
+    let out = ffmpeg_on(&path, &["-f", "f32le", "-"]);
     let _ = std::fs::remove_file(&path);
-    assert!(out.status.success());
-    let pcm = out
-        .stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Some((pcm, String::from_utf8_lossy(&out.stderr).into_owned()))
+    Some((
+        f32le(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Pure tones come through with high SNR; each of six channels keeps its own tone and place

@@ -1028,6 +1028,36 @@ fn best_book(q: &[i32], maxq: i32) -> (u8, u32) {
     if a <= b { (first, a) } else { (first + 1, b) }
 }
 
+/// Codeword indices of a tuple (the tables' ordinal): signed quads (books 1, 2), unsigned
+/// quads (3, 4), signed pairs (5, 6) and unsigned pairs (7–11; book 11 caps at the escape 16,
+/// which the other books' values never reach). Shared by the bit count and the writer.
+#[inline(always)]
+fn quad_signed(t: &[i32]) -> usize {
+    (27 * (t[0] + 1) + 9 * (t[1] + 1) + 3 * (t[2] + 1) + (t[3] + 1)) as usize
+}
+
+#[inline(always)]
+fn quad_unsigned(t: &[i32]) -> usize {
+    (27 * t[0].abs() + 9 * t[1].abs() + 3 * t[2].abs() + t[3].abs()) as usize
+}
+
+#[inline(always)]
+fn pair_signed(t: &[i32], m: i32, lav: i32) -> usize {
+    (m * (t[0] + lav) + (t[1] + lav)) as usize
+}
+
+#[inline(always)]
+fn pair_unsigned(t: &[i32], m: i32) -> usize {
+    (m * t[0].abs().min(16) + t[1].abs().min(16)) as usize
+}
+
+/// Escape sequence of a book-11 magnitude `v >= 16`: N ones, a zero, then N + 4 bits of
+/// `v - 2^(N + 4)`, N = floor(log2 v) - 4. Returns N.
+#[inline(always)]
+fn escape_n(v: u32) -> u32 {
+    31 - v.leading_zeros() - 4
+}
+
 /// Bits of one band's values in `book` (1..=11) and in `book + 1` (books 1, 3, 5, 7 and 9
 /// pair with the next one; for book 11 the second count is meaningless), from the cost
 /// tables.
@@ -1042,40 +1072,25 @@ fn band_bits(q: &[i32], book: u8) -> (u32, u32) {
         x += u32::from(c0.get(idx).copied().unwrap_or(0));
         y += u32::from(c1.get(idx).copied().unwrap_or(0));
     };
-    if bk.dim == 4 {
-        if bk.signed {
-            for t in q.chunks_exact(4) {
-                add((27 * (t[0] + 1) + 9 * (t[1] + 1) + 3 * (t[2] + 1) + (t[3] + 1)) as usize);
-            }
-        } else {
-            for t in q.chunks_exact(4) {
-                add((27 * t[0].abs() + 9 * t[1].abs() + 3 * t[2].abs() + t[3].abs()) as usize);
-            }
-        }
-    } else if bk.signed {
-        let (m, lav) = (bk.modulus(), bk.lav);
-        for t in q.chunks_exact(2) {
-            add((m * (t[0] + lav) + (t[1] + lav)) as usize);
-        }
-    } else if book == tables::ESC_HCB {
-        let mut esc = 0u32;
-        for t in q.chunks_exact(2) {
-            let (a, c) = (t[0].unsigned_abs(), t[1].unsigned_abs());
-            add((17 * a.min(16) + c.min(16)) as usize);
-            for v in [a, c] {
-                if v >= 16 {
-                    // N ones, a zero and N + 4 bits, N = floor(log2 v) - 4.
-                    esc += 2 * (31 - v.leading_zeros() - 4) + 5;
-                }
-            }
-        }
+    // One loop per tuple layout, so the layout is not decided per tuple.
+    let m = bk.modulus();
+    match (bk.dim, bk.signed) {
+        (4, true) => q.chunks_exact(4).for_each(|t| add(quad_signed(t))),
+        (4, false) => q.chunks_exact(4).for_each(|t| add(quad_unsigned(t))),
+        (_, true) => q
+            .chunks_exact(2)
+            .for_each(|t| add(pair_signed(t, m, bk.lav))),
+        (_, false) => q.chunks_exact(2).for_each(|t| add(pair_unsigned(t, m))),
+    }
+    if book == tables::ESC_HCB {
+        let esc: u32 = q
+            .iter()
+            .map(|v| v.unsigned_abs())
+            .filter(|&v| v >= 16)
+            .map(|v| 2 * escape_n(v) + 5)
+            .sum();
         x += esc;
         y += esc;
-    } else {
-        let m = bk.modulus();
-        for t in q.chunks_exact(2) {
-            add((m * t[0].abs() + t[1].abs()) as usize);
-        }
     }
     (x, y)
 }
@@ -1086,55 +1101,32 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
         return;
     };
     let m = bk.modulus();
-    if bk.dim == 4 {
-        for t in q.chunks_exact(4) {
-            let idx = if bk.signed {
-                let f = |v: i32| v + 1;
-                27 * f(t[0]) + 9 * f(t[1]) + 3 * f(t[2]) + f(t[3])
-            } else {
-                27 * t[0].abs() + 9 * t[1].abs() + 3 * t[2].abs() + t[3].abs()
-            } as usize;
-            let (mut code, mut len) = (u32::from(bk.code[idx]), u32::from(bk.len[idx]));
-            if !bk.signed {
-                // Sign bits follow the codeword: one write of at most 16 + 4 bits.
-                for &v in t {
-                    if v != 0 {
-                        code = (code << 1) | u32::from(v < 0);
-                        len += 1;
-                    }
+    for t in q.chunks_exact(bk.dim) {
+        let idx = match (bk.dim, bk.signed) {
+            (4, true) => quad_signed(t),
+            (4, false) => quad_unsigned(t),
+            (_, true) => pair_signed(t, m, bk.lav),
+            (_, false) => pair_unsigned(t, m),
+        };
+        let (mut code, mut len) = (u32::from(bk.code[idx]), u32::from(bk.len[idx]));
+        if !bk.signed {
+            // Sign bits follow the codeword: one write of at most 16 + 4 bits.
+            for &v in t {
+                if v != 0 {
+                    code = (code << 1) | u32::from(v < 0);
+                    len += 1;
                 }
             }
-            out.put(code, len);
         }
-    } else {
-        for t in q.chunks_exact(2) {
-            let (a, b) = (t[0], t[1]);
-            let idx = if bk.signed {
-                (m * (a + bk.lav) + (b + bk.lav)) as usize
-            } else {
-                let cap = |v: i32| v.abs().min(16);
-                (m * cap(a) + cap(b)) as usize
-            };
-            let (mut code, mut len) = (u32::from(bk.code[idx]), u32::from(bk.len[idx]));
-            if !bk.signed {
-                for &v in t {
-                    if v != 0 {
-                        code = (code << 1) | u32::from(v < 0);
-                        len += 1;
-                    }
-                }
-            }
-            out.put(code, len);
-            if book == tables::ESC_HCB {
-                for &v in t {
-                    let v = v.unsigned_abs();
-                    if v >= 16 {
-                        // N ones, a zero, then N + 4 bits of v - 2^(N + 4).
-                        let n = 31 - v.leading_zeros() - 4;
-                        out.put((1 << n) - 1, n);
-                        out.put(0, 1);
-                        out.put(v - (1 << (n + 4)), n + 4);
-                    }
+        out.put(code, len);
+        if book == tables::ESC_HCB {
+            for &v in t {
+                let v = v.unsigned_abs();
+                if v >= 16 {
+                    let n = escape_n(v);
+                    out.put((1 << n) - 1, n);
+                    out.put(0, 1);
+                    out.put(v - (1 << (n + 4)), n + 4);
                 }
             }
         }

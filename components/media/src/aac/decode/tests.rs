@@ -3,19 +3,9 @@
 //! tool), against syom, and hostile input.
 
 use super::*;
+use crate::tests::{corpus, f32le, ffmpeg_available};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-}
-
-fn ffmpeg_available() -> bool {
-    Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("dub-aacdec-{}-{tag}", std::process::id()));
@@ -36,13 +26,6 @@ fn ffmpeg(args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-fn f32le(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 /// FFmpeg's float decode of the first audio stream of `path`, interleaved.
