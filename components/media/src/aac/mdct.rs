@@ -1,9 +1,8 @@
 //! The MDCT as ISO/IEC 14496-3 defines it (4.6.11.3.1), for the encoder, computed with an
 //! N/4-point complex FFT ([`crate::dsp::fft`]: the same bits natively and in wasm).
 //!
-//! Forward: `X[k] = 2 * sum_{n<N} z[n] * cos(2pi/N * (n + n0) * (k + 1/2))`, k < N/2.
-//! Inverse: `x[n] = 2/N * sum_{k<N/2} X[k] * cos(2pi/N * (n + n0) * (k + 1/2))`, n < N,
-//! with `n0 = (N/2 + 1) / 2`. Windowing and overlap-add are the caller's.
+//! `X[k] = 2 * sum_{n<N} z[n] * cos(2pi/N * (n + n0) * (k + 1/2))`, k < N/2,
+//! with `n0 = (N/2 + 1) / 2`. Windowing is the caller's.
 //!
 //! The pre/post rotation is the classic split-radix arrangement (as in FFmpeg's `mdct`).
 
@@ -21,9 +20,9 @@ pub struct Mdct {
 }
 
 impl Mdct {
-    /// A transform of `n` inputs (`n / 2` coefficients); `n` a multiple of 16.
+    /// A transform of `n` inputs (`n / 2` coefficients): 2048 (long) or 256 (short).
     pub fn new(n: usize) -> Self {
-        assert!(n >= 16 && n.is_multiple_of(16), "MDCT size {n}");
+        assert!(n == 2048 || n == 256, "MDCT size {n}");
         let n4 = n / 4;
         let fft = Plan::new(n4);
         let (tcos, tsin) = (0..n4)
@@ -47,7 +46,8 @@ impl Mdct {
         match self.n {
             2048 => self.forward_fixed::<2048, 1024, 512>(input, out),
             256 => self.forward_fixed::<256, 128, 64>(input, out),
-            _ => self.forward_any(input, out),
+            // `new` admits no other size.
+            n => unreachable!("MDCT size {n}"),
         }
     }
 
@@ -83,27 +83,6 @@ impl Mdct {
         }
         self.fft.process_permuted(br, bi);
         post_rotate(br, bi, tc, ts, out);
-    }
-
-    fn forward_any(&mut self, input: &[f32], out: &mut [f32]) {
-        let (n, n2, n4, n8) = (self.n, self.n / 2, self.n / 4, self.n / 8);
-        let n3 = 3 * n4;
-        let input = &input[..n];
-        let (tc, ts) = (&self.tcos, &self.tsin);
-        let (br, bi) = (&mut self.re, &mut self.im);
-        let rev = self.fft.rev();
-        for i in 0..n8 {
-            let re = -input[2 * i + n3] - input[n3 - 1 - 2 * i];
-            let im = -input[n4 + 2 * i] + input[n4 - 1 - 2 * i];
-            let j = rev[i] as usize;
-            (br[j], bi[j]) = cmul(re, im, -tc[i], ts[i]);
-            let re = input[2 * i] - input[n2 - 1 - 2 * i];
-            let im = -input[n2 + 2 * i] - input[n - 1 - 2 * i];
-            let j = rev[n8 + i] as usize;
-            (br[j], bi[j]) = cmul(re, im, -tc[n8 + i], ts[n8 + i]);
-        }
-        self.fft.process_permuted(br, bi);
-        post_rotate(br, bi, tc, ts, &mut out[..n2]);
     }
 }
 
