@@ -14,6 +14,7 @@
 
 use crate::error::Error;
 use crate::limits;
+use crate::mp4::reader::fourcc;
 
 /// Most boxes listed in one report (the walk continues to count them).
 pub const MAX_LISTED_BOXES: usize = 2000;
@@ -568,18 +569,6 @@ fn header_at(data: &[u8], pos: usize) -> Option<Header> {
         n => (n as usize, 8),
     };
     (size >= header && size <= rest.len()).then_some(Header { kind, size, header })
-}
-
-fn fourcc(kind: [u8; 4]) -> String {
-    kind.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                char::from(b).to_string()
-            } else {
-                format!("\\x{b:02x}")
-            }
-        })
-        .collect()
 }
 
 /// Boxes whose body is a list of boxes after `skip` bytes of fields.

@@ -300,6 +300,19 @@ pub(crate) struct AscFull {
     pub out_channels: u16,
 }
 
+/// Channels of an AAC `channelConfiguration` (1–6 as is, 7 is 7.1); 0 (a PCE) and the
+/// reserved values are unsupported.
+fn config_channels(cc: u32) -> Result<u16> {
+    match cc {
+        0 => Err(Error::unsupported("AAC channel configuration 0 (PCE)")),
+        1..=6 => Ok(cc as u16),
+        7 => Ok(8),
+        _ => Err(Error::unsupported(format!(
+            "AAC channel configuration {cc}"
+        ))),
+    }
+}
+
 fn rate_of(bits: &mut Bits<'_>) -> Result<u32> {
     let sfi = bits.read(4)?;
     if sfi == 15 {
@@ -335,16 +348,7 @@ pub(crate) fn asc_info(asc: &[u8]) -> Result<AscFull> {
     if bits.read(1)? != 0 {
         return Err(Error::unsupported("AAC with 960-sample frames"));
     }
-    let core_channels: u16 = match cc {
-        0 => return Err(Error::unsupported("AAC channel configuration 0 (PCE)")),
-        1..=6 => cc as u16,
-        7 => 8,
-        _ => {
-            return Err(Error::unsupported(format!(
-                "AAC channel configuration {cc}"
-            )));
-        }
-    };
+    let core_channels = config_channels(cc)?;
     let out_channels = if signalled == 29 && core_channels == 1 {
         2
     } else {
@@ -386,16 +390,7 @@ pub(crate) fn parse_asc(asc: &[u8]) -> Result<AscInfo> {
     if frame_length_flag != 0 {
         return Err(Error::unsupported("AAC-LC with 960-sample frames"));
     }
-    let channels: u16 = match cc {
-        0 => return Err(Error::unsupported("AAC channel configuration 0 (PCE)")),
-        1..=6 => cc as u16,
-        7 => 8,
-        _ => {
-            return Err(Error::unsupported(format!(
-                "AAC channel configuration {cc}"
-            )));
-        }
-    };
+    let channels = config_channels(cc)?;
     limits::check_audio_format(sample_rate, channels)?;
     Ok(AscInfo {
         sample_rate,

@@ -48,10 +48,10 @@ impl SectionBuf {
     }
 }
 
-/// CRC-32/MPEG-2 over a whole section (including its CRC) is zero when intact.
-fn crc_ok(section: &[u8]) -> bool {
+/// CRC-32/MPEG-2 of `bytes`.
+fn crc32_mpeg2(bytes: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
-    for &b in section {
+    for &b in bytes {
         crc ^= u32::from(b) << 24;
         for _ in 0..8 {
             crc = if crc & 0x8000_0000 != 0 {
@@ -61,7 +61,12 @@ fn crc_ok(section: &[u8]) -> bool {
             };
         }
     }
-    crc == 0
+    crc
+}
+
+/// CRC-32/MPEG-2 over a whole section (including its CRC) is zero when intact.
+fn crc_ok(section: &[u8]) -> bool {
+    crc32_mpeg2(section) == 0
 }
 
 /// The section body between the 8-byte long header and the CRC, after checking the table id.
@@ -131,17 +136,7 @@ pub(crate) fn parse_pmt(section: &[u8]) -> Result<Vec<PmtStream>> {
 
 #[cfg(test)]
 pub(crate) fn with_crc(mut section: Vec<u8>) -> Vec<u8> {
-    let mut crc = 0xffff_ffffu32;
-    for &b in &section {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
+    let crc = crc32_mpeg2(&section);
     section.extend_from_slice(&crc.to_be_bytes());
     section
 }
