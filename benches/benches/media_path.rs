@@ -2,6 +2,7 @@
 //! audio-only and a muxed (H.264 + AAC) fMP4 segment made with ffmpeg at bench time from the
 //! corpus speech clip: validate+demux → decode → resample to 16 kHz mono → mix two utterances →
 //! encode+remux. `DUB_MEDIA_ISA=scalar` (or `sse2`) caps the DSP kernels for a comparison.
+//! The process uses dubhost's allocator settings ([`dub_benches::dubhost_allocator`]).
 //!
 //! Run: `cargo bench -p dub-benches` (times are per segment). The side-by-side table with wasm
 //! and ffmpeg: `cargo run --release --bin media-table --features dub-benches/wasm`.
@@ -10,6 +11,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use dub_benches::{RATE, native};
 
 fn media_path(c: &mut Criterion) {
+    // As dubhost runs (freed segment buffers reused, not page-faulted back in).
+    dub_benches::dubhost_allocator();
     let dir = std::env::temp_dir().join(format!("dub-media-bench-{}", std::process::id()));
     let inputs = dub_benches::make_inputs(&dir).expect("ffmpeg inputs");
     for inp in &inputs {

@@ -141,6 +141,23 @@ pub fn make_inputs(dir: &Path) -> Result<Vec<SegmentInput>> {
     Ok(inputs)
 }
 
+/// The allocator settings dubhost runs with (see `keep_freed_memory` in `host/src/main.rs`):
+/// freed segment buffers stay on the heap for the next segment instead of being unmapped and
+/// page-faulted back in. Call first thing in `main`, before other threads start.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn dubhost_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
+/// No allocator settings off glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn dubhost_allocator() {}
+
 /// What a timing measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     let cmd = match cli::parse(std::env::args().skip(1)) {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -40,6 +41,28 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// Keep freed heap memory for reuse instead of returning it to the kernel.
+///
+/// Every segment the native media path handles allocates a few MB of PCM (decoded audio, the
+/// mix, the speech-recognition copy) and frees it. glibc's defaults put such blocks in fresh
+/// `mmap`s or trim them off the heap on free, so each segment page-faults all of it back in:
+/// about 1,900 faults, 1–3 ms of a 10 ms media path (see `benches/`). With blocks up to 32 MiB
+/// on the heap and up to 128 MiB of free heap kept, the next segment reuses the same pages.
+/// The benchmark processes apply the same settings (`dub_benches::dubhost_allocator`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; it is called first thing in `main`,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
 
 fn run(cmd: Command) -> Result<()> {
     match cmd {

@@ -1,7 +1,7 @@
 //! Prints one markdown table: each stage of the media path on a 6 s 48 kHz stereo segment
 //! (audio-only and muxed fMP4), median ms natively, in wasmtime and as ffmpeg subprocesses.
 //!
-//! `cargo run --release --bin media-table --features dub-benches/wasm [-- --wasm PATH --runs N --wall]`
+//! `cargo run --release --bin media-table --features dub-benches/wasm [-- --wasm PATH --runs N --wall --glibc-defaults]`
 //! (CPU time by default: see [`Clock::Cpu`]; `--wall` for elapsed time)
 //! (default component: `build/dub_media.wasm`, built by `make components`).
 
@@ -136,24 +136,29 @@ fn agreement(w: &mut MediaWasm, inp: &SegmentInput) -> Result<String> {
     let voice = pcm.slice(0, 2 * RATE as usize);
     let mixed = dub_media::mix(&pcm, &native::placements(&voice), &native::MIX)?;
     let native_remux = dub_media::remux_audio(&seg, &mixed, None)?;
+    let stt = dub_media::resample(&pcm, 16_000, 1)?;
 
     let wseg = w.open(&inp.init, &inp.media)?;
     let wdec = w.decode(wseg)?;
     let decode_same = w.to_wav(wdec)? == pcm.to_wav();
     let wpcm = w.pcm(RATE, 2, &pcm.samples)?;
+    let wstt = w.resample(wpcm, 16_000, 1)?;
+    let resample_same = w.to_wav(wstt)? == stt.to_wav();
     let wvoice = w.slice(wpcm, 0, 2 * u64::from(RATE))?;
     let wmixed = w.mix_two(wpcm, wvoice)?;
     let mix_same = w.to_wav(wmixed)? == mixed.to_wav();
     let wmixed_native = w.pcm(RATE, 2, &mixed.samples)?;
     let remux_same = w.remux(wseg, wmixed_native)? == native_remux;
-    for r in [wmixed_native, wmixed, wvoice, wpcm, wdec, wseg] {
+    for r in [wmixed_native, wmixed, wvoice, wstt, wpcm, wdec, wseg] {
         w.drop(r)?;
     }
     let yn = |b: bool| if b { "identical" } else { "DIFFERENT" };
     Ok(format!(
-        "{}: decode (16-bit WAV) {}, mix (16-bit WAV) {}, remux bytes {}",
+        "{}: decode (16-bit WAV) {}, resample to 16 kHz mono (16-bit WAV) {}, mix (16-bit WAV) {}, \
+         remux bytes {}",
         inp.kind,
         yn(decode_same),
+        yn(resample_same),
         yn(mix_same),
         yn(remux_same)
     ))
@@ -164,13 +169,18 @@ fn main() -> Result<()> {
     let mut wasm_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/dub_media.wasm");
     let mut runs = 15usize;
     let mut clock = Clock::Cpu;
+    let mut glibc_defaults = false;
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--glibc-defaults" => glibc_defaults = true,
             "--wasm" => wasm_path = PathBuf::from(args.next().context("--wasm PATH")?),
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--wall" => clock = Clock::Wall,
             other => anyhow::bail!("unknown argument {other}"),
         }
+    }
+    if !glibc_defaults {
+        dub_benches::dubhost_allocator();
     }
     let dir = std::env::temp_dir().join(format!("dub-media-table-{}", std::process::id()));
     let inputs = dub_benches::make_inputs(&dir)?;
@@ -242,14 +252,19 @@ fn main() -> Result<()> {
         "Median of {runs} runs (ffmpeg: {}) of {}, one 6 s 48 kHz stereo segment. ffmpeg's extract \
          (`-f s16le -`) is compared with validate + demux + decode, its mux (`-c:v copy -c:a \
          aac`, fragmented) with encode + remux; ffmpeg does no resampling or mixing here. \
-         DSP kernels: {}.",
+         DSP kernels: {}. Allocator: {}.",
         runs.min(9),
         if clock == Clock::Cpu {
             "CPU time (this thread; ffmpeg: its user + system time, 10 ms ticks; wasm compiled once before)"
         } else {
             "wall-clock time"
         },
-        std::env::var("DUB_MEDIA_ISA").unwrap_or_else(|_| "best detected".into())
+        std::env::var("DUB_MEDIA_ISA").unwrap_or_else(|_| "best detected".into()),
+        if glibc_defaults {
+            "glibc defaults (`--glibc-defaults`)"
+        } else {
+            "dubhost's settings (freed buffers kept for reuse; `--glibc-defaults` to compare)"
+        }
     );
     for n in notes {
         println!("- {n}");

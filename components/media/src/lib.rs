@@ -492,7 +492,12 @@ pub fn remux_audio_with_lookahead(
         (lookahead, "lookahead"),
     ] {
         if let Some(p) = p {
-            p.validate()?;
+            // The audio's samples are checked for finiteness as the encoder reads them.
+            if what == "audio" {
+                p.validate_shape()?;
+            } else {
+                p.validate()?;
+            }
             if p.sample_rate != t.sample_rate || p.channels != t.channels {
                 return Err(Error::Invalid(format!(
                     "{what} PCM is {} Hz x {} ch, track is {} Hz x {} ch",

@@ -84,7 +84,8 @@ pub fn time_stretch(pcm: &Pcm, speed: f32) -> Result<Pcm> {
 /// starts before it) and returns to 0 dB over 250 ms after speech ends. Speech is added
 /// sample-exactly at `start_frame`; a soft limiter (identity below 0.9) keeps peaks under 1.
 pub fn mix(background: &Pcm, voices: &[Placement<'_>], opts: &MixOptions) -> Result<Pcm> {
-    background.validate()?;
+    // Its samples are checked block by block in the output pass, while in cache.
+    background.validate_shape()?;
     if !opts.duck_db.is_finite() || opts.duck_db < 0.0 || opts.duck_db > MAX_DUCK_DB {
         return Err(Error::Invalid(format!(
             "duck_db {} outside 0..={MAX_DUCK_DB}",
@@ -95,7 +96,9 @@ pub fn mix(background: &Pcm, voices: &[Placement<'_>], opts: &MixOptions) -> Res
     let ch = usize::from(channels);
     let n = background.frames();
 
-    let mut speech = vec![0.0f32; n * ch];
+    // Each voice, at its speed, and where it lands: (speech, first output frame, end frame).
+    let mut stretched: Vec<Pcm> = Vec::new();
+    let mut speeds: Vec<Option<usize>> = Vec::with_capacity(voices.len());
     for (i, v) in voices.iter().enumerate() {
         if v.speech.sample_rate != rate || v.speech.channels != channels {
             return Err(Error::Invalid(format!(
@@ -104,34 +107,81 @@ pub fn mix(background: &Pcm, voices: &[Placement<'_>], opts: &MixOptions) -> Res
             )));
         }
         // Speed 1.0 borrows the speech (time_stretch would return a copy of it).
-        let stretched_buf;
-        let stretched = if v.speed == 1.0 {
-            v.speech.validate()?;
-            v.speech
+        if v.speed == 1.0 {
+            // Once per distinct PCM (an utterance may be placed more than once).
+            if !voices[..i].iter().any(|u| std::ptr::eq(u.speech, v.speech)) {
+                v.speech.validate()?;
+            }
+            speeds.push(None);
         } else {
-            stretched_buf = time_stretch(v.speech, v.speed)?;
-            &stretched_buf
-        };
-        let len = stretched.frames() as i64;
-        // Overlap of [start, start + len) with [0, n), in output frames.
-        let from = v.start_frame.clamp(0, n as i64);
-        let to = v.start_frame.saturating_add(len).clamp(0, n as i64);
-        if from < to {
-            let src = (from - v.start_frame) as usize * ch;
-            let count = (to - from) as usize * ch;
-            let dst = &mut speech[from as usize * ch..][..count];
-            dsp::add_into(dst, &stretched.samples[src..src + count]);
+            speeds.push(Some(stretched.len()));
+            stretched.push(time_stretch(v.speech, v.speed)?);
         }
     }
+    let placed: Vec<Placed<'_>> = voices
+        .iter()
+        .zip(&speeds)
+        .filter_map(|(v, s)| {
+            let speech = match s {
+                Some(k) => stretched.get(*k)?,
+                None => v.speech,
+            };
+            let len = speech.frames() as i64;
+            // Overlap of [start, start + len) with [0, n), in output frames.
+            let from = v.start_frame.clamp(0, n as i64) as usize;
+            let to = v.start_frame.saturating_add(len).clamp(0, n as i64) as usize;
+            (from < to).then_some(Placed {
+                samples: &speech.samples,
+                start: v.start_frame,
+                from,
+                to,
+            })
+        })
+        .collect();
 
-    let gain: Vec<f32> = match opts.background {
-        Background::None => vec![0.0; n],
-        Background::Original => vec![1.0; n],
-        Background::Duck => duck_envelope(&speech, ch, rate, opts.duck_db),
+    // The speech of frames [f0, f1), summed voice after voice onto zeros, into `dst`.
+    let speech_into = |dst: &mut [f32], f0: usize, f1: usize| {
+        for p in &placed {
+            let (a, b) = (p.from.max(f0), p.to.min(f1));
+            if a < b {
+                let src = (a as i64 - p.start) as usize * ch;
+                let count = (b - a) * ch;
+                dsp::add_into(
+                    &mut dst[(a - f0) * ch..][..count],
+                    &p.samples[src..src + count],
+                );
+            }
+        }
     };
-    // The speech buffer becomes the output: background * gain + speech, limited, in place.
-    let mut out = speech;
-    dsp::duck_mix(&background.samples, &gain, ch, &mut out);
+    let ranges = match opts.background {
+        Background::Duck => presence(n, ch, rate, speech_into),
+        _ => Vec::new(),
+    };
+    let mut env = (opts.background == Background::Duck).then(|| Envelope::new(&ranges, rate, opts));
+    let fixed = if opts.background == Background::None {
+        0.0
+    } else {
+        1.0
+    };
+    // Output = background * gain + speech, limited, a block at a time over the zeroed output
+    // (the speech is summed into it first).
+    const BLOCK: usize = 4096;
+    let mut out: Vec<f32> = Vec::with_capacity(n * ch);
+    let mut gain = vec![fixed; BLOCK.min(n)];
+    for (k, bg) in background.samples.chunks(BLOCK * ch.max(1)).enumerate() {
+        let (f0, at) = (k * BLOCK, out.len());
+        crate::pcm::check_finite(bg, at)?;
+        // Zeroed a block at a time, while it is in cache.
+        out.resize(at + bg.len(), 0.0);
+        let io = &mut out[at..];
+        let frames = io.len() / ch.max(1);
+        speech_into(io, f0, f0 + frames);
+        let g = &mut gain[..frames];
+        if let Some(env) = &mut env {
+            env.fill(f0, g);
+        }
+        dsp::duck_mix(bg, g, ch, io);
+    }
     // Finite by construction: finite inputs through the limiter (which maps even overflow
     // to +-1), so the O(n) re-validation of `Pcm::new` is skipped.
     Ok(Pcm {
@@ -141,54 +191,107 @@ pub fn mix(background: &Pcm, voices: &[Placement<'_>], opts: &MixOptions) -> Res
     })
 }
 
-/// Per-frame background gain: ducked where speech is present, with linear ramps.
-///
-/// Frame `f` targets the ducked level when speech is present at some frame in
-/// `[f, f + attack]` (so speech begins fully ducked), else full level; the gain moves toward
-/// the target by a fixed step per frame (attack down, release up).
-fn duck_envelope(speech: &[f32], ch: usize, rate: u32, duck_db: f32) -> Vec<f32> {
-    let n = speech.len() / ch.max(1);
+/// A voice on the output timeline: it covers output frames `[from, to)`, and its frame 0
+/// is at output frame `start`.
+struct Placed<'a> {
+    samples: &'a [f32],
+    start: i64,
+    from: usize,
+    to: usize,
+}
+
+/// Ducked ranges `[a, b)` of frames, merged: each 10 ms block where speech is present (RMS
+/// above -50 dBFS), plus the attack before it. `speech_into(buf, f0, f1)` adds the speech of
+/// frames `[f0, f1)` to the zeroed `buf`.
+fn presence(
+    n: usize,
+    ch: usize,
+    rate: u32,
+    speech_into: impl Fn(&mut [f32], usize, usize),
+) -> Vec<(usize, usize)> {
     let block = (rate as usize / 100).max(1);
     let attack = ((ATTACK_SECS * rate as f32) as usize).max(1);
-    let release = ((RELEASE_SECS * rate as f32) as usize).max(1);
-    // Ducked ranges [a, b) of frames, merged: each present block plus `attack` frames before.
     let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for (b, chunk) in speech.chunks(block * ch).enumerate() {
+    let mut buf = vec![0.0f32; block * ch];
+    for start in (0..n).step_by(block) {
+        let end = (start + block).min(n);
+        let chunk = &mut buf[..(end - start) * ch];
+        chunk.fill(0.0);
+        speech_into(chunk, start, end);
         let energy = dsp::sum_squares(chunk) / chunk.len().max(1) as f32;
         if energy.sqrt() > PRESENCE_RMS {
-            let start = b * block;
-            let (lo, hi) = (start.saturating_sub(attack), (start + block).min(n));
+            let (lo, hi) = (start.saturating_sub(attack), end);
             match ranges.last_mut() {
                 Some(last) if lo <= last.1 => last.1 = hi,
                 _ => ranges.push((lo, hi)),
             }
         }
     }
-    let low = 10f32.powf(-duck_db / 20.0);
-    let down = (1.0 - low) / attack as f32;
-    let up = (1.0 - low) / release as f32;
-    let mut gain = vec![1.0f32; n];
-    let mut g = 1.0f32;
-    let mut pos = 0;
-    for &(a, b) in ranges.iter().chain(std::iter::once(&(n, n))) {
-        // Release toward 1 until `a`; once there, the rest is already 1.0.
-        for v in &mut gain[pos..a] {
-            if g >= 1.0 {
-                break;
-            }
-            g = (g + up).min(1.0);
-            *v = g;
+    ranges
+}
+
+/// The background's gain frame by frame: toward the ducked level inside the ranges (attack
+/// step per frame), back toward full level outside them (release step per frame).
+struct Envelope<'a> {
+    ranges: &'a [(usize, usize)],
+    /// First range not yet left behind.
+    next: usize,
+    g: f32,
+    low: f32,
+    down: f32,
+    up: f32,
+}
+
+impl<'a> Envelope<'a> {
+    fn new(ranges: &'a [(usize, usize)], rate: u32, opts: &MixOptions) -> Self {
+        let attack = ((ATTACK_SECS * rate as f32) as usize).max(1);
+        let release = ((RELEASE_SECS * rate as f32) as usize).max(1);
+        let low = 10f32.powf(-opts.duck_db / 20.0);
+        Envelope {
+            ranges,
+            next: 0,
+            g: 1.0,
+            low,
+            down: (1.0 - low) / attack as f32,
+            up: (1.0 - low) / release as f32,
         }
-        // Attack toward `low` over [a, b); once there, hold it.
-        for v in &mut gain[a..b] {
-            if g > low {
-                g = (g - down).max(low);
-            }
-            *v = g;
-        }
-        pos = b;
     }
-    gain
+
+    /// Gains of frames `f0..f0 + out.len()` (called for consecutive spans).
+    fn fill(&mut self, f0: usize, out: &mut [f32]) {
+        let mut f = f0;
+        let end = f0 + out.len();
+        while f < end {
+            while self.ranges.get(self.next).is_some_and(|r| r.1 <= f) {
+                self.next += 1;
+            }
+            let (inside, until) = match self.ranges.get(self.next) {
+                Some(&(a, b)) if a <= f => (true, b.min(end)),
+                Some(&(a, _)) => (false, a.min(end)),
+                None => (false, end),
+            };
+            let span = &mut out[f - f0..until - f0];
+            if inside {
+                // Attack toward `low`; once there, hold it.
+                for v in span.iter_mut() {
+                    if self.g > self.low {
+                        self.g = (self.g - self.down).max(self.low);
+                    }
+                    *v = self.g;
+                }
+            } else {
+                // Release toward 1; once there, the rest is 1.0.
+                let mut k = 0;
+                while k < span.len() && self.g < 1.0 {
+                    self.g = (self.g + self.up).min(1.0);
+                    span[k] = self.g;
+                    k += 1;
+                }
+                span[k..].fill(1.0);
+            }
+            f = until;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,13 @@ impl Pcm {
 
     /// Check the invariants `new` establishes (the fields are public, so callers may break them).
     pub fn validate(&self) -> Result<()> {
+        self.validate_shape()?;
+        check_finite(&self.samples, 0)
+    }
+
+    /// [`Pcm::validate`] without the finiteness check, for callers that check the samples
+    /// block by block as they read them ([`check_finite`]).
+    pub(crate) fn validate_shape(&self) -> Result<()> {
         limits::check_audio_format(self.sample_rate, self.channels)?;
         if !self
             .samples
@@ -52,13 +59,7 @@ impl Pcm {
                 self.channels
             )));
         }
-        check_frames(self.frames())?;
-        if !dsp::all_finite(&self.samples)
-            && let Some(i) = self.samples.iter().position(|s| !s.is_finite())
-        {
-            return Err(Error::invalid(format!("sample {i} is not finite")));
-        }
-        Ok(())
+        check_frames(self.frames())
     }
 
     /// Number of frames (samples per channel).
@@ -228,6 +229,20 @@ pub(crate) fn extend_interleaved<P: AsRef<[f32]>>(out: &mut Vec<f32>, planes: &[
 /// Non-finite samples to 0, the rest clamped to [-1, 1] (what the encoder accepts).
 pub(crate) fn sanitize_clamp(samples: &mut [f32]) {
     dsp::sanitize_clamp(samples)
+}
+
+/// The error of [`Pcm::validate`] for a non-finite sample in `samples`, which start at sample
+/// `first` of the PCM.
+pub(crate) fn check_finite(samples: &[f32], first: usize) -> Result<()> {
+    if !dsp::all_finite(samples)
+        && let Some(i) = samples.iter().position(|s| !s.is_finite())
+    {
+        return Err(Error::invalid(format!(
+            "sample {} is not finite",
+            first + i
+        )));
+    }
+    Ok(())
 }
 
 fn check_frames(frames: usize) -> Result<()> {

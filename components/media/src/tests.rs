@@ -288,6 +288,70 @@ fn remux_is_deterministic_and_pads() {
     ));
 }
 
+/// The stages that check samples block by block as they read them (resample, mix, remux)
+/// refuse a non-finite sample wherever it is, with its index, like `Pcm::validate`.
+#[test]
+fn non_finite_samples_are_refused_wherever_they_are() {
+    let (init, media) = (read(CLEAR_INIT), read(CLEAR_S1));
+    let seg = open_segment(&init, &media).unwrap();
+    let pcm = decode_audio(&seg).unwrap();
+    let n = pcm.samples.len();
+    let voice = pcm.slice(0, 4800);
+    let opts = MixOptions {
+        background: Background::Duck,
+        duck_db: 12.0,
+    };
+    // First, in the middle, in the last frame and past the encoder's frames.
+    for i in [0, n / 2 + 1, n - 1] {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut p = pcm.clone();
+            p.samples[i] = bad;
+            let want = format!("sample {i} is not finite");
+            let is_err = |r: Result<()>| matches!(r, Err(Error::Invalid(m)) if m == want);
+            assert!(is_err(p.validate()));
+            assert!(
+                is_err(resample(&p, 16_000, 1).map(drop)),
+                "resample 16k, {i}"
+            );
+            assert!(
+                is_err(resample(&p, 44_100, 2).map(drop)),
+                "resample 44.1k, {i}"
+            );
+            let pl = [Placement {
+                speech: &voice,
+                start_frame: 1000,
+                speed: 1.0,
+            }];
+            assert!(is_err(mix(&p, &pl, &opts).map(drop)), "mix background, {i}");
+            assert!(is_err(remux_audio(&seg, &p, None).map(drop)), "remux, {i}");
+        }
+    }
+    // Audio longer than the segment: a bad sample in the part the encoder does not read.
+    let mut long = pcm.clone();
+    long.samples.extend(std::iter::repeat_n(0.1, 4096));
+    let last = long.samples.len() - 1;
+    long.samples[last] = f32::NAN;
+    assert!(
+        matches!(remux_audio(&seg, &long, None), Err(Error::Invalid(m)) if m == format!("sample {last} is not finite"))
+    );
+    // A voice placed twice is still checked.
+    let mut v = voice.clone();
+    v.samples[7] = f32::NAN;
+    let pl = [
+        Placement {
+            speech: &v,
+            start_frame: 0,
+            speed: 1.0,
+        },
+        Placement {
+            speech: &v,
+            start_frame: 9000,
+            speed: 1.0,
+        },
+    ];
+    assert!(mix(&pcm, &pl, &opts).is_err());
+}
+
 /// Two consecutive segments remuxed independently (the second primed with the first's tail)
 /// and decoded as one stream stay in sync with the continuous source decode across the join.
 #[test]

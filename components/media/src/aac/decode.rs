@@ -67,10 +67,6 @@ pub(super) struct Tables {
     books: huffman::Codebooks,
     /// [`POW43`].
     pow43: &'static [f32; 8192 + 16],
-    /// `sign(v) |v|^(4/3)` for a 4-bit two's complement v (quad payloads).
-    quad_values: [f32; 16],
-    /// `sign(v) |v|^(4/3)` for a 6-bit two's complement v (pair payloads).
-    pair_values: [f32; 64],
     /// `2^(e/4)` for e in -100..=155.
     pow2: Vec<f32>,
     /// TNS reflection coefficients by [coef_res][coef_compress][code] (4.6.9.3).
@@ -148,10 +144,8 @@ impl Tables {
             }
         }
         Tables {
-            books: huffman::Codebooks::new(),
+            books: huffman::Codebooks::new(&quad_values, &pair_values),
             pow43: &POW43,
-            quad_values,
-            pair_values,
             pow2,
             tns_coef,
             windows: synth::Windows::new(),
@@ -478,7 +472,7 @@ impl LcDecoder {
         if self.stats {
             count_tools(&mut self.tools, ch);
         }
-        ics::apply_tns(ch);
+        ics::apply_tns(&mut [&mut **ch], &mut self.scratch);
         self.synth.run(ch, &t.long, &t.short, &t.windows);
         Ok(())
     }
@@ -516,11 +510,11 @@ impl LcDecoder {
             ics::apply_ms(l, r, &self.ms_mask);
         }
         ics::apply_is(l, r, ms_present, &self.ms_mask);
+        ics::apply_tns(&mut [&mut **l, &mut **r], &mut self.scratch);
         for ch in [l, r] {
             if self.stats {
                 count_tools(&mut self.tools, ch);
             }
-            ics::apply_tns(ch);
             self.synth.run(ch, &t.long, &t.short, &t.windows);
         }
         Ok(())
@@ -534,19 +528,7 @@ impl LcDecoder {
         let dst = &mut out[start..];
         match &self.chans[..] {
             [m] => dst.copy_from_slice(&m.out),
-            [l, r] => {
-                // Four frames at a time, which compiles to two unpack instructions.
-                for ((d, a), b) in dst
-                    .chunks_exact_mut(8)
-                    .zip(l.out.chunks_exact(4))
-                    .zip(r.out.chunks_exact(4))
-                {
-                    for k in 0..4 {
-                        d[2 * k] = a[k];
-                        d[2 * k + 1] = b[k];
-                    }
-                }
-            }
+            [l, r] => crate::dsp::interleave2(&l.out, &r.out, dst),
             chans => {
                 for (c, ch) in chans.iter().enumerate() {
                     for (d, s) in dst.iter_mut().skip(c).step_by(n).zip(&ch.out) {
@@ -622,16 +604,30 @@ pub(crate) fn decode_lc<'a>(
     let mut dec = LcDecoder::new(asc)?;
     let ch = usize::from(dec.channels());
     let mut samples: Vec<f32> = Vec::with_capacity(n * FRAME * ch);
+    // Checked per unit while its samples are in cache (`Pcm::new` would read them all again).
+    let mut finite = true;
     for (i, au) in aus.enumerate() {
+        let start = samples.len();
         dec.decode_au(au, &mut samples).map_err(|e| match e {
             Error::Invalid(m) => Error::invalid(format!("AAC access unit {i}: {m}")),
             other => other,
         })?;
+        finite &= crate::dsp::all_finite(&samples[start..]);
         if dec.sbr_seen() {
             return Err(Error::unsupported(
                 "AAC access units carry SBR (HE-AAC with implicit signalling)",
             ));
         }
     }
-    Pcm::new(dec.sample_rate(), dec.channels(), samples)
+    if finite && samples.len() / ch <= limits::MAX_PCM_FRAMES {
+        // What `Pcm::new` checks: the format when the decoder was made, whole frames by
+        // construction, the length and finiteness just above.
+        Ok(Pcm {
+            sample_rate: dec.sample_rate(),
+            channels: dec.channels(),
+            samples,
+        })
+    } else {
+        Pcm::new(dec.sample_rate(), dec.channels(), samples)
+    }
 }

@@ -142,7 +142,6 @@ pub(crate) struct LcEncoder {
 
 /// Per-channel working buffers, allocated once.
 struct Scratch {
-    time: Vec<f32>,
     spec: Vec<Vec<f32>>,
     chans: Vec<Chan>,
 }
@@ -187,7 +186,10 @@ impl LcEncoder {
             })
             .collect();
         let stop: Vec<f32> = (0..2 * FRAME).map(|i| start[2 * FRAME - 1 - i]).collect();
-        let scaled = |w: &[f32]| -> Vec<f32> { w.iter().map(|v| v * PCM_SCALE).collect() };
+        // Scaled to the bitstream's units, in the MDCT's split order.
+        let scaled = |w: &[f32]| -> Vec<f32> {
+            super::mdct::split(&w.iter().map(|v| v * PCM_SCALE).collect::<Vec<_>>())
+        };
         let max_bits = 6144.0 * ch as f64;
         let avg_bits = (f64::from(bitrate) * FRAME as f64 / f64::from(sample_rate))
             .clamp(64.0, max_bits * 0.9);
@@ -210,7 +212,6 @@ impl LcEncoder {
             ath_short: ath_per_line(swb_short, max_sfb_short, SHORT, sample_rate),
             last_offset: i32::MIN,
             scratch: Scratch {
-                time: vec![0.0; 2 * FRAME],
                 spec: vec![vec![0.0; FRAME]; ch],
                 chans: (0..ch).map(|_| Chan::default()).collect(),
             },
@@ -221,14 +222,18 @@ impl LcEncoder {
     /// [-1, 1]: one frame of history (used only to detect transients), the frames, and one
     /// frame of look-ahead. Access unit `k` decodes (after overlap with unit `k - 1`) to
     /// plane frame `k + 1`.
-    pub(crate) fn encode(&mut self, planes: &[Vec<f32>], frames: usize) -> Result<Vec<Vec<u8>>> {
-        let len = (frames + 2) * FRAME;
-        if planes.len() != self.channels || planes.iter().any(|p| p.len() != len) {
-            return Err(Error::internal(
-                "encode: planes are not (frames + 2) * 1024 long",
-            ));
-        }
-        let seqs = self.window_sequences(planes, frames);
+    ///
+    /// The planes are read a frame at a time, twice (transients first, then the units):
+    /// `fill(f, bufs, at)` writes plane frame `f` of every channel `c` to
+    /// `bufs[c][at..at + 1024]`, the same samples on both passes.
+    pub(crate) fn encode(
+        &mut self,
+        frames: usize,
+        mut fill: impl FnMut(usize, &mut [Vec<f32>], usize),
+    ) -> Result<Vec<Vec<u8>>> {
+        // Two frames per channel: the current unit's MDCT input.
+        let mut x: Vec<Vec<f32>> = vec![vec![0.0; 2 * FRAME]; self.channels];
+        let seqs = self.window_sequences(frames, &mut fill, &mut x);
         let mut out = Vec::with_capacity(frames);
         // About 20 dB below the spread masking threshold: where speech at 32 kbps/channel
         // lands; the search moves from there.
@@ -236,10 +241,14 @@ impl LcEncoder {
         let mut reservoir = self.avg_bits;
         let max_bits = 6144 * self.channels;
         let mut w = BitWriter::with_capacity(max_bits / 8 + 8);
+        fill(0, &mut x, FRAME);
         // Step 0 warms the rate control up on the frame before the segment (its unit is
         // not emitted), so a segment starts where a continuous encode would be.
         for step in 0..=frames {
-            let start = step * FRAME;
+            for p in x.iter_mut() {
+                p.copy_within(FRAME.., 0);
+            }
+            fill(step + 1, &mut x, FRAME);
             for (e, el_seqs) in seqs.iter().enumerate() {
                 let el = self.elements[e];
                 let (seq, attack) = match step.checked_sub(1) {
@@ -247,8 +256,7 @@ impl LcEncoder {
                     None => (Seq::OnlyLong, 0),
                 };
                 for c in el.channels() {
-                    let x = planes[c].get(start..start + 2 * FRAME).unwrap_or(&[]);
-                    self.analyse(x, c, seq, attack);
+                    self.analyse(&x[c], c, seq, attack);
                 }
                 if let Elem::Cpe(l, r) = el {
                     self.stereo(l, r);
@@ -282,23 +290,31 @@ impl LcEncoder {
         Ok(out)
     }
 
-    /// Window sequence and attack window per element and access unit.
-    fn window_sequences(&self, planes: &[Vec<f32>], frames: usize) -> Vec<Vec<(Seq, usize)>> {
-        let blocks = planes.first().map_or(0, |p| p.len() / SHORT);
-        // High-passed energy per 128-sample block, per channel.
-        // First difference (vectorizes), then the dsp kernel's sum of squares per block.
-        let mut diff = Vec::new();
-        let energy: Vec<Vec<f32>> = planes
-            .iter()
-            .map(|p| {
-                diff.clear();
-                diff.extend(p.first().copied());
-                diff.extend(p.windows(2).map(|w| w[1] - w[0]));
-                diff.chunks_exact(SHORT)
-                    .map(crate::dsp::sum_squares)
-                    .collect()
-            })
-            .collect();
+    /// Window sequence and attack window per element and access unit, from a first pass over
+    /// the planes (`fill` into `buf`, two frames per channel).
+    fn window_sequences(
+        &self,
+        frames: usize,
+        fill: &mut impl FnMut(usize, &mut [Vec<f32>], usize),
+        buf: &mut [Vec<f32>],
+    ) -> Vec<Vec<(Seq, usize)>> {
+        let blocks = (frames + 2) * FRAME / SHORT;
+        // High-passed energy per 128-sample block, per channel: first difference (into the
+        // buffer's second frame; vectorizes), then the dsp kernel's sum of squares per block.
+        let mut energy: Vec<Vec<f32>> = vec![Vec::with_capacity(blocks); buf.len()];
+        let mut prev = vec![0.0f32; buf.len()];
+        for f in 0..frames + 2 {
+            fill(f, buf, 0);
+            for ((p, e), last) in buf.iter_mut().zip(&mut energy).zip(&mut prev) {
+                let (x, d) = p.split_at_mut(FRAME);
+                d[0] = x[0] - *last;
+                for (d, w) in d[1..].iter_mut().zip(x.windows(2)) {
+                    *d = w[1] - w[0];
+                }
+                *last = x[FRAME - 1];
+                e.extend(d.chunks_exact(SHORT).map(crate::dsp::sum_squares));
+            }
+        }
         // attack(c, k): the short window of unit k with the strongest attack, if any. Unit
         // k's short windows are centred on blocks 8(k+1)+4+w; the blocks one before and one
         // after are looked at too, because a transient there also reaches the neighbour's
@@ -362,7 +378,6 @@ impl LcEncoder {
     /// Window, transform and measure one channel of one access unit.
     fn analyse(&mut self, x: &[f32], c: usize, seq: Seq, attack: usize) {
         let s = &mut self.scratch;
-        let time = &mut s.time;
         let spec = &mut s.spec[c];
         let lfe = self
             .elements
@@ -373,15 +388,11 @@ impl LcEncoder {
         } else if seq == Seq::EightShort {
             for w in 0..SHORTS {
                 let o = 448 + w * SHORT;
-                for ((t, &v), &g) in time
-                    .iter_mut()
-                    .zip(&x[o..o + 2 * SHORT])
-                    .zip(&self.win_short)
-                {
-                    *t = v * g;
-                }
-                self.mdct_short
-                    .forward(&time[..2 * SHORT], &mut spec[w * SHORT..(w + 1) * SHORT]);
+                self.mdct_short.forward(
+                    &x[o..o + 2 * SHORT],
+                    &self.win_short,
+                    &mut spec[w * SHORT..(w + 1) * SHORT],
+                );
             }
         } else {
             let win = match seq {
@@ -389,10 +400,7 @@ impl LcEncoder {
                 Seq::LongStop => &self.win_stop,
                 _ => &self.win_long,
             };
-            for ((t, &v), &g) in time.iter_mut().zip(&x[..2 * FRAME]).zip(win) {
-                *t = v * g;
-            }
-            self.mdct_long.forward(time, spec);
+            self.mdct_long.forward(&x[..2 * FRAME], win, spec);
         }
         let (swb, max_sfb) = if seq == Seq::EightShort {
             (self.swb_short, self.max_sfb_short)
@@ -416,13 +424,22 @@ impl LcEncoder {
             Err(_) => return,
         };
         a.ms.clear();
-        for band in 0..a.bands.len() {
-            let (bl, br) = (a.bands[band], b.bands[band]);
+        const MAX: usize = 8 * 16;
+        let n = a.bands.len().min(b.bands.len()).min(MAX);
+        // Per band: mid and side energies, then the choice in one branch-free loop over all
+        // bands (it vectorizes), then M/S where chosen.
+        let (mut em, mut es) = ([0.0f32; MAX], [0.0f32; MAX]);
+        for (i, band) in a.bands[..n].iter().enumerate() {
+            let (s, e) = (band.start, band.end);
+            (em[i], es[i]) = ms_energies(&a.coef[s..e], &b.coef[s..e]);
+        }
+        let mut use_ms = [false; MAX];
+        let mut tm = [0.0f32; MAX];
+        for i in 0..n {
+            let (bl, br) = (&a.bands[i], &b.bands[i]);
             // M and S each get half the smaller threshold: L = M + S, R = M - S.
-            let tm = bl.lthr.min(br.lthr) - 1.0;
-            let (s, e) = (bl.start, bl.end);
-            let (em, es) = ms_energies(&a.coef[s..e], &b.coef[s..e]);
-            let w = (e - s) as f32;
+            tm[i] = bl.lthr.min(br.lthr) - 1.0;
+            let w = (bl.end - bl.start) as f32;
             // Perceptual entropy: w * log2(energy / threshold) where audible.
             let pe = |en: f32, lt: f32| {
                 let le = if en > 0.0 {
@@ -432,16 +449,20 @@ impl LcEncoder {
                 };
                 if le > lt { w * (le - lt) } else { 0.0 }
             };
-            let use_ms = pe(em, tm) + pe(es, tm) < pe(bl.energy, bl.lthr) + pe(br.energy, br.lthr);
-            a.ms.push(use_ms);
-            if use_ms {
+            use_ms[i] = pe(em[i], tm[i]) + pe(es[i], tm[i])
+                < pe(bl.energy, bl.lthr) + pe(br.energy, br.lthr);
+        }
+        for i in 0..n {
+            a.ms.push(use_ms[i]);
+            if use_ms[i] {
+                let (s, e) = (a.bands[i].start, a.bands[i].end);
                 for (x, y) in a.coef[s..e].iter_mut().zip(&mut b.coef[s..e]) {
                     let (m, d) = (0.5 * (*x + *y), 0.5 * (*x - *y));
                     *x = m;
                     *y = d;
                 }
-                (a.bands[band].energy, a.bands[band].lthr) = (em, tm);
-                (b.bands[band].energy, b.bands[band].lthr) = (es, tm);
+                (a.bands[i].energy, a.bands[i].lthr) = (em[i], tm[i]);
+                (b.bands[i].energy, b.bands[i].lthr) = (es[i], tm[i]);
             }
         }
     }
@@ -476,20 +497,23 @@ impl LcEncoder {
                 over = Some((o, bits));
             }
             last_bits = bits;
-            // Secant between the bracketing offsets; else about 5 % of the bits per step.
+            // Aim at the middle of the window (95 % of the target): the secant between the
+            // bracketing offsets, else a step from the measured slope (about 11 offsets per
+            // factor 2 in bits on speech and music).
+            let aim = target * 19 / 20;
             let next = match (over, fits) {
                 (Some((v, _)), Some((f, _))) if f - v <= 1 => break,
                 (Some((v, vb)), Some((f, fb))) => {
-                    let t = (vb - target) as f32 / (vb - fb).max(1) as f32;
+                    let t = vb.saturating_sub(aim) as f32 / (vb - fb).max(1) as f32;
                     (v + round_i((f - v) as f32 * t)).clamp(v + 1, f - 1)
                 }
                 (Some((v, vb)), None) => {
-                    let r = vb as f32 / target.max(1) as f32;
-                    v + ceil_i(log2(r) * 14.0).clamp(1, 40)
+                    let r = vb as f32 / aim.max(1) as f32;
+                    v + round_i(log2(r) * STEPS_PER_OCTAVE).clamp(1, 40)
                 }
                 (None, Some((f, fb))) => {
-                    let r = target as f32 / fb.max(1) as f32;
-                    f - ceil_i(log2(r) * 14.0).clamp(1, 40)
+                    let r = aim as f32 / fb.max(1) as f32;
+                    f - round_i(log2(r) * STEPS_PER_OCTAVE).clamp(1, 40)
                 }
                 (None, None) => break,
             }
@@ -539,8 +563,8 @@ struct Band {
     root: f32,
     /// log2 of the masking threshold (infinite: not coded).
     lthr: f32,
-    /// Scalefactor before the offset (noise at the threshold).
-    base_sf: f32,
+    /// Scalefactor before the offset (noise at the threshold), rounded.
+    base_sf: i32,
     /// Lowest scalefactor that keeps every value at or below 8191.
     min_sf: i32,
 }
@@ -662,43 +686,60 @@ impl Chan {
     /// |x|^(3/4) and the scalefactor limits of every band, once the values are final (after
     /// M/S).
     fn finish(&mut self) {
-        for i in 0..self.bands.len() {
-            let (s, e) = (self.bands[i].start, self.bands[i].end);
-            let (root, max) = measure(&self.coef[s..e], &mut self.xp[s..e]);
-            self.bands[i].root = root;
-            let lthr = self.bands[i].lthr;
-            self.set_threshold(i, lthr, max);
+        const MAX: usize = 8 * 16;
+        let n = self.bands.len().min(MAX);
+        let (mut root, mut max, mut lthr) = ([0.0f32; MAX], [0.0f32; MAX], [0.0f32; MAX]);
+        for (i, band) in self.bands[..n].iter().enumerate() {
+            // A band under the threshold in quiet is never coded: nothing to measure.
+            if band.lthr.is_finite() {
+                let (s, e) = (band.start, band.end);
+                (root[i], max[i]) = measure(&self.coef[s..e], &mut self.xp[s..e]);
+            }
+            lthr[i] = band.lthr;
         }
-    }
-
-    /// Set band `i`'s threshold (log2) and derive its scalefactors.
-    fn set_threshold(&mut self, i: usize, lthr: f32, max: f32) {
-        let band = &mut self.bands[i];
-        band.lthr = lthr;
-        // Noise of the 3/4-power quantizer: 0.148 * 2^(0.375 (sf - 100)) * sum(sqrt|x|).
-        band.base_sf = if band.root > 0.0 && lthr.is_finite() {
-            100.0 + (8.0 / 3.0) * (lthr - LOG2_0148 - log2(band.root))
-        } else {
-            1000.0
-        };
-        // q = max^(3/4) * 2^(-3/16 (sf - 100)) <= 8191.
-        band.min_sf = if max > 0.0 {
-            ceil_i(100.0 + (16.0 / 3.0) * (0.75 * log2(max) - LOG2_MAX_Q)) + 1
-        } else {
-            0
-        };
+        // The scalefactors of all bands in one branch-free loop (it vectorizes).
+        let (mut base, mut min_sf) = ([0.0f32; MAX], [0i32; MAX]);
+        for i in 0..n {
+            (base[i], min_sf[i]) = scalefactors(root[i], max[i], lthr[i]);
+        }
+        for (i, band) in self.bands[..n].iter_mut().enumerate() {
+            (band.root, band.base_sf, band.min_sf) = (root[i], round_i(base[i]), min_sf[i]);
+        }
     }
 }
 
-/// `xp = |x|^(3/4)`; returns (sum of sqrt|x|, max |x|). Eight lanes summed in a fixed
-/// order: vectorizes, and native and wasm give the same bits.
+/// A band's scalefactor before the offset (`base_sf`: the quantization noise at the threshold
+/// `2^lthr`) and the lowest scalefactor that keeps every value at or below 8191 (`min_sf`),
+/// from its `sum(sqrt|x|)` and largest magnitude.
+#[inline(always)]
+fn scalefactors(root: f32, max: f32, lthr: f32) -> (f32, i32) {
+    // Noise of the 3/4-power quantizer: 0.148 * 2^(0.375 (sf - 100)) * sum(sqrt|x|).
+    let lr = log2(root);
+    let base = if root > 0.0 && lthr.is_finite() {
+        100.0 + (8.0 / 3.0) * (lthr - LOG2_0148 - lr)
+    } else {
+        1000.0
+    };
+    // q = max^(3/4) * 2^(-3/16 (sf - 100)) <= 8191.
+    let lm = log2(max);
+    let min_sf = if max > 0.0 {
+        ceil_i(100.0 + (16.0 / 3.0) * (0.75 * lm - LOG2_MAX_Q)) + 1
+    } else {
+        0
+    };
+    (base, min_sf)
+}
+
+/// `xp = |x|^(3/4)`; returns (sum of sqrt|x|, max |x|). Four lanes summed in a fixed
+/// order (band widths are multiples of 4, so no band has a scalar tail): vectorizes, and
+/// native and wasm give the same bits.
 fn measure(x: &[f32], xp: &mut [f32]) -> (f32, f32) {
-    let mut r = [0.0f32; 8];
-    let mut m = [0.0f32; 8];
-    let mut xc = x.chunks_exact(8);
-    let mut pc = xp.chunks_exact_mut(8);
+    let mut r = [0.0f32; 4];
+    let mut m = [0.0f32; 4];
+    let mut xc = x.chunks_exact(4);
+    let mut pc = xp.chunks_exact_mut(4);
     for (c, p) in (&mut xc).zip(&mut pc) {
-        for l in 0..8 {
+        for l in 0..4 {
             let a = c[l].abs();
             let sq = a.sqrt();
             p[l] = sq * sq.sqrt();
@@ -713,20 +754,19 @@ fn measure(x: &[f32], xp: &mut [f32]) -> (f32, f32) {
         r[l] += sq;
         m[l] = if a > m[l] { a } else { m[l] };
     }
-    let sum = |v: [f32; 8]| ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
     let max = m.iter().fold(0.0f32, |a, &b| if b > a { b } else { a });
-    (sum(r), max)
+    (sum4(r), max)
 }
 
-/// Energies of mid `(l + r) / 2` and side `(l - r) / 2`, eight lanes in a fixed order.
+/// Energies of mid `(l + r) / 2` and side `(l - r) / 2`, four lanes in a fixed order.
 fn ms_energies(l: &[f32], r: &[f32]) -> (f32, f32) {
-    let mut em = [0.0f32; 8];
-    let mut es = [0.0f32; 8];
+    let mut em = [0.0f32; 4];
+    let mut es = [0.0f32; 4];
     let n = l.len().min(r.len());
     let (l, r) = (&l[..n], &r[..n]);
-    let (mut lc, mut rc) = (l.chunks_exact(8), r.chunks_exact(8));
+    let (mut lc, mut rc) = (l.chunks_exact(4), r.chunks_exact(4));
     for (a, b) in (&mut lc).zip(&mut rc) {
-        for k in 0..8 {
+        for k in 0..4 {
             let m = 0.5 * (a[k] + b[k]);
             let d = 0.5 * (a[k] - b[k]);
             em[k] += m * m;
@@ -739,8 +779,13 @@ fn ms_energies(l: &[f32], r: &[f32]) -> (f32, f32) {
         em[k] += m * m;
         es[k] += d * d;
     }
-    let sum = |v: [f32; 8]| ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-    (sum(em), sum(es))
+    (sum4(em), sum4(es))
+}
+
+/// The four lanes, pairwise.
+#[inline(always)]
+fn sum4(v: [f32; 4]) -> f32 {
+    (v[0] + v[1]) + (v[2] + v[3])
 }
 
 /// Nearest integer (halves up) for |x| < 4096, saturating beyond; plain arithmetic (SSE2 has
@@ -750,15 +795,20 @@ fn round_i(x: f32) -> i32 {
 }
 
 /// Smallest integer >= x for |x| < 4096, saturating beyond.
+#[inline(always)]
 fn ceil_i(x: f32) -> i32 {
     4096 - (4096.0 - x) as i32
 }
+
+/// Scalefactor offsets that halve an access unit's bits (measured: 10–12).
+const STEPS_PER_OCTAVE: f32 = 11.0;
 
 /// log2(0.148) and log2(8191).
 const LOG2_0148: f32 = -2.756_330_3;
 const LOG2_MAX_Q: f32 = 12.999_824;
 
 /// log2 to about 1e-4, in plain arithmetic (the same bits native and in wasm, unlike libm).
+#[inline(always)]
 fn log2(x: f32) -> f32 {
     let b = x.to_bits();
     let e = ((b >> 23) & 0xff) as i32 - 127;
@@ -777,6 +827,18 @@ static STEP: std::sync::LazyLock<[f32; 256]> = std::sync::LazyLock::new(|| {
         *v = (-0.1875 * (sf as f64 - 100.0)).exp2() as f32;
     }
     t
+});
+
+/// Codeword and length of each index of each book in one word: `code << 8 | len`.
+static WORDS: std::sync::LazyLock<[Vec<u32>; 11]> = std::sync::LazyLock::new(|| {
+    std::array::from_fn(|b| {
+        let bk = &BOOKS[b];
+        bk.code
+            .iter()
+            .zip(bk.len)
+            .map(|(&c, &l)| u32::from(c) << 8 | u32::from(l))
+            .collect()
+    })
 });
 
 /// Bits per codeword index of each book, sign bits of unsigned books included.
@@ -798,6 +860,19 @@ static COST: std::sync::LazyLock<[Vec<u8>; 11]> = std::sync::LazyLock::new(|| {
                 };
                 bk.len[idx] + signs as u8
             })
+            .collect()
+    })
+});
+
+/// [`COST`] of book `b + 1` in the low 16 bits and of book `b + 2` (the other book of the
+/// same tuple layout; book 11 itself) in the high 16 bits, by index.
+static PAIR_COST: std::sync::LazyLock<[Vec<u32>; 11]> = std::sync::LazyLock::new(|| {
+    let costs = &*COST;
+    std::array::from_fn(|b| {
+        let (c0, c1) = (&costs[b], costs.get(b + 1).unwrap_or(&costs[b]));
+        c0.iter()
+            .enumerate()
+            .map(|(i, &c)| u32::from(c) | u32::from(c1.get(i).copied().unwrap_or(0)) << 16)
             .collect()
     })
 });
@@ -870,7 +945,7 @@ impl Chan {
         let mut last: Option<i32> = None;
         for i in 0..n {
             let band = self.bands[i];
-            let mut sf = round_i(band.base_sf + offset as f32).max(band.min_sf);
+            let mut sf = band.base_sf.saturating_add(offset).max(band.min_sf);
             if sf > 255 || band.root == 0.0 {
                 self.q[band.start..band.end].fill(0);
                 continue;
@@ -905,21 +980,29 @@ impl Chan {
     /// The bits `emit_ics` writes after global_gain and ics_info (see there).
     fn count_body(&self) -> usize {
         let short = self.seq == Some(Seq::EightShort);
-        let (len_bits, esc) = if short { (3, 7) } else { (5, 31) };
+        // A section: its book (4 bits) and its length in escaped pieces (the divisions by
+        // constants compile to multiplications).
+        let section = |run: usize| {
+            if short {
+                4 + 3 * (1 + run / 7)
+            } else {
+                4 + 5 * (1 + run / 31)
+            }
+        };
         let mut bits = 3; // pulse, tns, gain control flags
         for books in self.book.chunks(self.max_sfb.max(1)) {
             let mut prev = books.first().copied().unwrap_or(0);
             let mut run = 0usize;
             for &b in books {
                 if b != prev {
-                    bits += 4 + len_bits * (1 + run / esc);
+                    bits += section(run);
                     prev = b;
                     run = 0;
                 }
                 run += 1;
             }
             if run > 0 {
-                bits += 4 + len_bits * (1 + run / esc);
+                bits += section(run);
             }
         }
         let mut last = self.global_gain;
@@ -960,6 +1043,16 @@ impl Chan {
     /// The individual_channel_stream; with `spectral` false the spectral data is only
     /// counted (from the bits `quantize` found).
     fn emit_ics<S: Sink>(&self, out: &mut S, common_window: bool, spectral: bool) {
+        // On a local copy of the sink: written through its own buffer, a sink behind a
+        // reference would be reloaded from memory after every byte (the buffer may alias
+        // it); a local one stays in registers.
+        let mut local = std::mem::take(out);
+        self.emit_ics_local(&mut local, common_window, spectral);
+        *out = local;
+    }
+
+    #[inline(always)]
+    fn emit_ics_local<S: Sink>(&self, out: &mut S, common_window: bool, spectral: bool) {
         out.put(self.global_gain as u32 & 0xff, 8);
         if !common_window {
             self.emit_ics_info(out);
@@ -1064,14 +1157,11 @@ fn escape_n(v: u32) -> u32 {
 fn band_bits(q: &[i32], book: u8) -> (u32, u32) {
     let b = usize::from(book) - 1;
     let bk = &BOOKS[b];
-    let costs = &*COST;
-    let c0 = &costs[b];
-    let c1 = costs.get(b + 1).unwrap_or(c0);
-    let (mut x, mut y) = (0u32, 0u32);
-    let mut add = |idx: usize| {
-        x += u32::from(c0.get(idx).copied().unwrap_or(0));
-        y += u32::from(c1.get(idx).copied().unwrap_or(0));
-    };
+    let costs = &PAIR_COST[b];
+    // Both books' costs in one word per index: one load and one add per tuple (a band's
+    // total stays far below 2^16).
+    let mut sum = 0u32;
+    let mut add = |idx: usize| sum += costs.get(idx).copied().unwrap_or(0);
     // One loop per tuple layout, so the layout is not decided per tuple.
     let m = bk.modulus();
     match (bk.dim, bk.signed) {
@@ -1082,6 +1172,7 @@ fn band_bits(q: &[i32], book: u8) -> (u32, u32) {
             .for_each(|t| add(pair_signed(t, m, bk.lav))),
         (_, false) => q.chunks_exact(2).for_each(|t| add(pair_unsigned(t, m))),
     }
+    let (mut x, mut y) = (sum & 0xffff, sum >> 16);
     if book == tables::ESC_HCB {
         let esc: u32 = q
             .iter()
@@ -1096,30 +1187,50 @@ fn band_bits(q: &[i32], book: u8) -> (u32, u32) {
 }
 
 /// Huffman-code one band's values with `book` (1..=11).
+#[inline(always)]
 fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
     let Some(bk) = BOOKS.get(usize::from(book).wrapping_sub(1)) else {
         return;
     };
-    let m = bk.modulus();
-    for t in q.chunks_exact(bk.dim) {
-        let idx = match (bk.dim, bk.signed) {
-            (4, true) => quad_signed(t),
-            (4, false) => quad_unsigned(t),
-            (_, true) => pair_signed(t, m, bk.lav),
-            (_, false) => pair_unsigned(t, m),
-        };
-        let (mut code, mut len) = (u32::from(bk.code[idx]), u32::from(bk.len[idx]));
-        if !bk.signed {
-            // Sign bits follow the codeword: one write of at most 16 + 4 bits.
-            for &v in t {
-                if v != 0 {
-                    code = (code << 1) | u32::from(v < 0);
-                    len += 1;
-                }
-            }
+    let (m, lav) = (bk.modulus(), bk.lav);
+    let words = WORDS
+        .get(usize::from(book) - 1)
+        .map_or(&[][..], Vec::as_slice);
+    let word = |idx: usize| {
+        let w = words.get(idx).copied().unwrap_or(0);
+        (w >> 8, w & 0xff)
+    };
+    // Unsigned books: the sign bits of the nonzero values follow the codeword, in one write
+    // of at most 16 + 4 bits.
+    let signs = |t: &[i32], (mut c, mut l): (u32, u32)| {
+        for &v in t {
+            let nz = u32::from(v != 0);
+            c = (c << nz) | u32::from(v < 0);
+            l += nz;
         }
-        out.put(code, len);
-        if book == tables::ESC_HCB {
+        (c, l)
+    };
+    // One loop per tuple layout, so the layout is not decided per tuple.
+    match (bk.dim, bk.signed) {
+        (4, true) => q.chunks_exact(4).for_each(|t| {
+            let (c, l) = word(quad_signed(t));
+            out.put(c, l);
+        }),
+        (4, false) => q.chunks_exact(4).for_each(|t| {
+            let (c, l) = signs(t, word(quad_unsigned(t)));
+            out.put(c, l);
+        }),
+        (_, true) => q.chunks_exact(2).for_each(|t| {
+            let (c, l) = word(pair_signed(t, m, lav));
+            out.put(c, l);
+        }),
+        _ if book != tables::ESC_HCB => q.chunks_exact(2).for_each(|t| {
+            let (c, l) = signs(t, word(pair_unsigned(t, m)));
+            out.put(c, l);
+        }),
+        _ => q.chunks_exact(2).for_each(|t| {
+            let (c, l) = signs(t, word(pair_unsigned(t, m)));
+            out.put(c, l);
             for &v in t {
                 let v = v.unsigned_abs();
                 if v >= 16 {
@@ -1129,18 +1240,19 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
                     out.put(v - (1 << (n + 4)), n + 4);
                 }
             }
-        }
+        }),
     }
 }
 
 /// Where bits go: counted or written, through the same code.
-trait Sink {
+trait Sink: Default {
     fn put(&mut self, value: u32, bits: u32);
     fn align(&mut self);
     /// `bits` zero bits (counting only: spectral data already measured).
     fn skip(&mut self, bits: usize);
 }
 
+#[derive(Default)]
 struct BitCounter(usize);
 
 impl Sink for BitCounter {
@@ -1156,9 +1268,15 @@ impl Sink for BitCounter {
     }
 }
 
-/// MSB-first bit writer.
+/// MSB-first bit writer into a buffer of fixed capacity (an access unit's most bits): no
+/// growth, so a writer held in a local stays in registers. Bits past the capacity are
+/// dropped, and [`BitWriter::finish`] then returns fewer bytes than were counted (which the
+/// encoder reports as an error).
+#[derive(Default)]
 pub(crate) struct BitWriter {
-    bytes: Vec<u8>,
+    buf: Vec<u8>,
+    /// Bytes written.
+    pos: usize,
     acc: u64,
     n: u32,
 }
@@ -1166,19 +1284,20 @@ pub(crate) struct BitWriter {
 impl BitWriter {
     fn with_capacity(cap: usize) -> Self {
         BitWriter {
-            bytes: Vec::with_capacity(cap),
+            buf: vec![0; cap],
+            pos: 0,
             acc: 0,
             n: 0,
         }
     }
     fn clear(&mut self) {
-        self.bytes.clear();
+        self.pos = 0;
         self.acc = 0;
         self.n = 0;
     }
     fn finish(&mut self) -> Vec<u8> {
         self.align();
-        self.bytes.clone()
+        self.buf[..self.pos.min(self.buf.len())].to_vec()
     }
 }
 
@@ -1193,7 +1312,10 @@ impl Sink for BitWriter {
         if self.n >= 32 {
             self.n -= 32;
             let word = (self.acc >> self.n) as u32;
-            self.bytes.extend_from_slice(&word.to_be_bytes());
+            if let Some(d) = self.buf.get_mut(self.pos..self.pos + 4) {
+                d.copy_from_slice(&word.to_be_bytes());
+                self.pos += 4;
+            }
         }
     }
     fn align(&mut self) {
@@ -1201,7 +1323,10 @@ impl Sink for BitWriter {
         self.put(0, pad);
         while self.n >= 8 {
             self.n -= 8;
-            self.bytes.push((self.acc >> self.n) as u8);
+            if let Some(d) = self.buf.get_mut(self.pos) {
+                *d = (self.acc >> self.n) as u8;
+                self.pos += 1;
+            }
         }
     }
     fn skip(&mut self, mut bits: usize) {

@@ -2,11 +2,16 @@
 //! N/4-point complex FFT ([`crate::dsp::fft`]: the same bits natively and in wasm).
 //!
 //! `X[k] = 2 * sum_{n<N} z[n] * cos(2pi/N * (n + n0) * (k + 1/2))`, k < N/2,
-//! with `n0 = (N/2 + 1) / 2`. Windowing is the caller's.
+//! with `n0 = (N/2 + 1) / 2`, of the input times a window the caller gives (in split order:
+//! [`split`]).
 //!
-//! The pre/post rotation is the classic split-radix arrangement (as in FFmpeg's `mdct`).
+//! The pre/post rotation is the classic split-radix arrangement (as in FFmpeg's `mdct`): the
+//! windowed input is read as its even and odd samples (so every pre-rotation input is a
+//! forward or backward contiguous run), rotated in natural order, and handed to the FFT's
+//! natural-order entry ([`Plan::process_with`]), whose output goes straight through the
+//! post-rotation. The whole transform runs inside [`crate::dsp::vectorized`].
 
-use crate::dsp::fft::Plan;
+use crate::dsp::fft::{Input, Output, Plan, Quad};
 
 /// One transform size (N = 2048 for long windows, 256 for short ones), with its buffers.
 pub struct Mdct {
@@ -17,6 +22,12 @@ pub struct Mdct {
     tsin: Vec<f32>,
     re: Vec<f32>,
     im: Vec<f32>,
+    /// Even and odd inputs, N/2 each.
+    ze: Vec<f32>,
+    zo: Vec<f32>,
+    /// Pre-rotated values in natural order, N/4 each.
+    tr: Vec<f32>,
+    ti: Vec<f32>,
 }
 
 impl Mdct {
@@ -38,67 +49,139 @@ impl Mdct {
             tsin,
             re: vec![0.0; n4],
             im: vec![0.0; n4],
+            ze: vec![0.0; n / 2],
+            zo: vec![0.0; n / 2],
+            tr: vec![0.0; n4],
+            ti: vec![0.0; n4],
         }
     }
 
-    /// `out[..N/2]` = MDCT of `input[..N]` (already windowed), spec scaling.
-    pub fn forward(&mut self, input: &[f32], out: &mut [f32]) {
+    /// `out[..N/2]` = MDCT of `input[..N] * window[..N]` (element by element), spec scaling,
+    /// with the window given split: its even samples, then its odd ones (see [`split`]).
+    pub fn forward(&mut self, input: &[f32], window: &[f32], out: &mut [f32]) {
         match self.n {
-            2048 => self.forward_fixed::<2048, 1024, 512>(input, out),
-            256 => self.forward_fixed::<256, 128, 64>(input, out),
+            2048 => crate::dsp::vectorized(
+                #[inline(always)]
+                || self.forward_fixed::<2048, 1024, 512, 256>(input, window, out),
+            ),
+            256 => crate::dsp::vectorized(
+                #[inline(always)]
+                || self.forward_fixed::<256, 128, 64, 32>(input, window, out),
+            ),
             // `new` admits no other size.
             n => unreachable!("MDCT size {n}"),
         }
     }
 
-    /// [`Mdct::forward`] for a size known at compile time (`H = N/2`, `Q = N/4`): every index
-    /// is provably in range, so the loops run without bounds checks.
-    fn forward_fixed<const N: usize, const H: usize, const Q: usize>(
+    /// [`Mdct::forward`] for a size known at compile time (`H = N/2`, `Q = N/4`, `E = N/8`):
+    /// every index is provably in range, so the loops run without bounds checks and
+    /// vectorize.
+    #[inline(always)]
+    fn forward_fixed<const N: usize, const H: usize, const Q: usize, const E: usize>(
         &mut self,
         input: &[f32],
+        window: &[f32],
         out: &mut [f32],
     ) {
-        let (Ok(input), Ok(out), Ok(tc), Ok(ts), Ok(br), Ok(bi), Ok(rev)) = (
+        let (Ok(x), Ok(w), Ok(out), Ok(tc), Ok(ts), Ok(br), Ok(bi)) = (
             <&[f32; N]>::try_from(&input[..N]),
+            <&[f32; N]>::try_from(&window[..N]),
             <&mut [f32; H]>::try_from(&mut out[..H]),
             <&[f32; Q]>::try_from(&self.tcos[..]),
             <&[f32; Q]>::try_from(&self.tsin[..]),
             <&mut [f32; Q]>::try_from(&mut self.re[..]),
             <&mut [f32; Q]>::try_from(&mut self.im[..]),
-            <&[u32; Q]>::try_from(self.fft.rev()),
         ) else {
             return;
         };
-        let (n2, n4, n8, n3) = (H, Q, Q / 2, 3 * Q);
-        // Pre-rotation, written straight to the FFT's bit-reversed input order.
-        for i in 0..n8 {
-            let re = -input[2 * i + n3] - input[n3 - 1 - 2 * i];
-            let im = -input[n4 + 2 * i] + input[n4 - 1 - 2 * i];
-            let j = rev[i] as usize % Q;
-            (br[j], bi[j]) = cmul(re, im, -tc[i], ts[i]);
-            let re = input[2 * i] - input[n2 - 1 - 2 * i];
-            let im = -input[n2 + 2 * i] - input[N - 1 - 2 * i];
-            let j = rev[n8 + i] as usize % Q;
-            (br[j], bi[j]) = cmul(re, im, -tc[n8 + i], ts[n8 + i]);
+        let (Ok(ze), Ok(zo), Ok(tr), Ok(ti)) = (
+            <&mut [f32; H]>::try_from(&mut self.ze[..]),
+            <&mut [f32; H]>::try_from(&mut self.zo[..]),
+            <&mut [f32; Q]>::try_from(&mut self.tr[..]),
+            <&mut [f32; Q]>::try_from(&mut self.ti[..]),
+        ) else {
+            return;
+        };
+        // Even and odd input samples: every pre-rotation input is then read forwards or
+        // backwards, contiguously.
+        crate::dsp::deinterleave2(x, ze, zo);
+        let (Ok(we), Ok(wo)) = (
+            <&[f32; H]>::try_from(&w[..H]),
+            <&[f32; H]>::try_from(&w[H..]),
+        ) else {
+            return;
+        };
+        // Windowed: z[2k] = ze[k] we[k], z[2k + 1] = zo[k] wo[k].
+        let e = |k: usize| ze[k] * we[k];
+        let o = |k: usize| zo[k] * wo[k];
+        // Pre-rotation in natural order (loops that vectorize). With n3 = 3N/4, n4 = N/4,
+        // n2 = N/2: re = -z[n3 + 2i] - z[n3 - 1 - 2i], im = -z[n4 + 2i] + z[n4 - 1 - 2i]
+        // (first N/8), re = z[2i] - z[n2 - 1 - 2i], im = -z[n2 + 2i] - z[N - 1 - 2i] (second).
+        let (h3, h4, h2) = (3 * Q / 2, Q / 2, H / 2);
+        for i in 0..E {
+            let re = -e(h3 + i) - o(h3 - 1 - i);
+            let im = -e(h4 + i) + o(h4 - 1 - i);
+            (tr[i], ti[i]) = cmul(re, im, -tc[i], ts[i]);
         }
-        self.fft.process_permuted(br, bi);
-        post_rotate(br, bi, tc, ts, out);
+        for i in 0..E {
+            let re = e(i) - o(h2 - 1 - i);
+            let im = -e(h2 + i) - o(H - 1 - i);
+            (tr[E + i], ti[E + i]) = cmul(re, im, -tc[E + i], ts[E + i]);
+        }
+        // The FFT reads them in natural order (its first stages run vectorized as they
+        // come in) and hands its output to the post-rotation.
+        let input = Natural { re: tr, im: ti };
+        let mut post = PostRotate { tc, ts, out };
+        self.fft.process_with(br, bi, &input, &mut post);
+    }
+}
+
+/// The pre-rotated values in natural order, for [`Plan::process_with`].
+struct Natural<'a> {
+    re: &'a [f32],
+    im: &'a [f32],
+}
+
+impl Input for Natural<'_> {
+    #[inline(always)]
+    fn quarter<V: Quad>(&self, j: usize) -> impl Iterator<Item = (V, V)> {
+        let q = self.re.len() / 4;
+        let (re, _) = self.re[j * q..(j + 1) * q].as_chunks::<4>();
+        let (im, _) = self.im[j * q..(j + 1) * q].as_chunks::<4>();
+        re.iter().zip(im).map(|(r, i)| (V::load(r), V::load(i)))
     }
 }
 
 /// Post-rotation: `(P_k, Q_k) = z_k * (-sin_k, -cos_k)`, then `X[2k] = 2 Q_k` and
 /// `X[2k+1] = 2 P_{N/4-1-k}` (the spec's factor 2).
-#[inline(always)]
-fn post_rotate(br: &mut [f32], bi: &mut [f32], tc: &[f32], ts: &[f32], out: &mut [f32]) {
-    for (((r, i), &c), &sn) in br.iter_mut().zip(bi.iter_mut()).zip(tc).zip(ts) {
-        let (p, q) = cmul(*r, *i, -sn, -c);
-        *r = 2.0 * p;
-        *i = 2.0 * q;
+struct PostRotate<'a> {
+    tc: &'a [f32],
+    ts: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl Output for PostRotate<'_> {
+    #[inline(always)]
+    fn finish<V: Quad>(&mut self, re: &[f32], im: &[f32]) {
+        let (out, _) = self.out.as_chunks_mut::<2>();
+        let n = out.len();
+        let rotated = re
+            .iter()
+            .zip(im)
+            .zip(self.tc.iter().zip(self.ts))
+            .map(|((&r, &i), (&c, &sn))| cmul(r, i, -sn, -c));
+        for (k, (p, q)) in rotated.enumerate().take(n) {
+            out[k][0] = 2.0 * q;
+            out[n - 1 - k][1] = 2.0 * p;
+        }
     }
-    for ((o, &q), &p) in out.chunks_exact_mut(2).zip(bi.iter()).zip(br.iter().rev()) {
-        o[0] = q;
-        o[1] = p;
-    }
+}
+
+/// A window in the split order [`Mdct::forward`] takes: even samples, then odd ones.
+pub fn split(window: &[f32]) -> Vec<f32> {
+    let evens = window.iter().step_by(2);
+    let odds = window.iter().skip(1).step_by(2);
+    evens.chain(odds).copied().collect()
 }
 
 #[inline(always)]
@@ -170,7 +253,7 @@ mod tests {
             let mut m = Mdct::new(n);
             let x = signal(n, n as u32);
             let mut spec = vec![0.0; n / 2];
-            m.forward(&x, &mut spec);
+            m.forward(&x, &split(&vec![1.0; n]), &mut spec);
             let want = naive_forward(&x);
             let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
             assert!(max_err(&spec, &want) < 1e-4 * scale, "forward N={n}");
@@ -191,7 +274,7 @@ mod tests {
         for b in 0..2 {
             let start = b * n / 2;
             let z: Vec<f32> = (0..n).map(|i| x[start + i] * w[i]).collect();
-            m.forward(&z, &mut spec);
+            m.forward(&z, &split(&vec![1.0; n]), &mut spec);
             for (o, v) in y.iter_mut().zip(naive_inverse(&spec)) {
                 *o = v as f32;
             }

@@ -123,57 +123,127 @@ pub(crate) fn encode_aligned(
     frames: usize,
     bitrate_bps: u32,
 ) -> Result<Vec<Vec<u8>>> {
+    let input = Aligned {
+        audio,
+        priming,
+        lookahead,
+        frames,
+        avail: audio.frames().min(frames * FRAME),
+        checked: std::cell::Cell::new(Ok(0)),
+    };
+    let aus = encode::LcEncoder::new(audio.sample_rate, audio.channels, bitrate_bps)?
+        .encode(frames, |f, out, at| input.frame(f, out, at))?;
+    // The audio's samples were checked as the encoder read them; the rest now.
     let ch = usize::from(audio.channels);
-    // Planes: priming frame + audio (truncated or zero-padded to `frames`) + look-ahead frame,
-    // clipped to [-1, 1].
-    let n = frames * FRAME;
-    let avail = audio.frames().min(n);
-    let total = (frames + 2) * FRAME;
-    let mut planes: Vec<Vec<f32>> = vec![vec![0.0; total]; ch];
-    if let [l, r] = &mut planes[..] {
-        crate::dsp::deinterleave2(
-            &audio.samples[..2 * avail],
-            &mut l[FRAME..FRAME + avail],
-            &mut r[FRAME..FRAME + avail],
-        );
-    } else {
-        for (c, plane) in planes.iter_mut().enumerate() {
-            for (d, s) in plane[FRAME..FRAME + avail]
-                .iter_mut()
-                .zip(audio.samples.iter().skip(c).step_by(ch.max(1)))
-            {
-                *d = *s;
+    let done = input.checked.replace(Ok(0))?;
+    crate::pcm::check_finite(
+        &audio.samples[(done * ch).min(audio.samples.len())..],
+        done * ch,
+    )?;
+    Ok(aus)
+}
+
+/// The encoder's input planes, read a frame at a time from the interleaved PCM (no copy of
+/// the whole segment): frame 0 is the priming, frames `1..=frames` the audio (truncated or
+/// zero-padded), frame `frames + 1` the look-ahead; every sample clipped to [-1, 1].
+struct Aligned<'a> {
+    audio: &'a Pcm,
+    priming: Option<&'a Pcm>,
+    lookahead: Option<&'a Pcm>,
+    frames: usize,
+    /// Audio frames used: `min(audio.frames(), frames * FRAME)`.
+    avail: usize,
+    /// Audio frames known finite (checked as they are first read, while in cache), or the
+    /// error for the first non-finite sample.
+    checked: std::cell::Cell<Result<usize>>,
+}
+
+impl Aligned<'_> {
+    /// Check audio frames `[from, to)` for non-finite samples, once each.
+    fn check(&self, from: usize, to: usize) {
+        let ch = usize::from(self.audio.channels);
+        let r = match self.checked.replace(Ok(0)) {
+            Ok(done) if done == from && from < to => {
+                crate::pcm::check_finite(&self.audio.samples[from * ch..to * ch], from * ch)
+                    .map(|()| to)
+            }
+            other => other,
+        };
+        self.checked.set(r);
+    }
+
+    /// Write plane frame `f` of every channel `c` to `out[c][at..at + FRAME]`.
+    fn frame(&self, f: usize, out: &mut [Vec<f32>], at: usize) {
+        let ch = usize::from(self.audio.channels).max(1);
+        let n = self.frames * FRAME;
+        let audio = &self.audio.samples;
+        // Plane sample `i` of channel `c` within the audio (zero past what is available).
+        let sample = |i: usize, c: usize| {
+            if i < self.avail {
+                audio.get(i * ch + c).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            }
+        };
+        for (c, plane) in out.iter_mut().enumerate() {
+            let Some(d) = plane.get_mut(at..at + FRAME) else {
+                continue;
+            };
+            if f == 0 {
+                d.fill(0.0);
+                if let Some(p) = self.priming {
+                    let prime = p.frames().min(FRAME);
+                    let first = p.frames() - prime;
+                    for (d, t) in d[FRAME - prime..].iter_mut().zip(first..) {
+                        *d = p.samples.get(t * ch + c).copied().unwrap_or(0.0);
+                    }
+                }
+            } else if f <= self.frames {
+                let s0 = (f - 1) * FRAME;
+                if c == 0 {
+                    self.check(s0, (s0 + FRAME).min(self.avail));
+                }
+                if ch == 2 && s0 + FRAME <= self.avail {
+                    continue; // both channels below, in one pass
+                }
+                for (t, d) in d.iter_mut().enumerate() {
+                    *d = sample(s0 + t, c);
+                }
+            } else {
+                match self.lookahead {
+                    Some(la) => {
+                        let la_ch = usize::from(la.channels).max(1);
+                        for (t, d) in d.iter_mut().enumerate() {
+                            *d = la.samples.get(t * la_ch + c).copied().unwrap_or(0.0);
+                        }
+                    }
+                    // Mirror the last frame under the fade (nothing to mirror when there are
+                    // no frames).
+                    None if n > 0 => {
+                        for (t, d) in d.iter_mut().enumerate() {
+                            *d = sample(n - 1 - t.min(n - 1), c) * taper(t);
+                        }
+                    }
+                    None => d.fill(0.0),
+                }
+            }
+        }
+        if ch == 2 && (1..=self.frames).contains(&f) && f * FRAME <= self.avail {
+            let s0 = (f - 1) * FRAME;
+            if let [l, r] = out {
+                crate::dsp::deinterleave2(
+                    &audio[2 * s0..2 * (s0 + FRAME)],
+                    &mut l[at..at + FRAME],
+                    &mut r[at..at + FRAME],
+                );
+            }
+        }
+        for plane in out.iter_mut() {
+            if let Some(d) = plane.get_mut(at..at + FRAME) {
+                crate::pcm::sanitize_clamp(d);
             }
         }
     }
-    let prime_frames = priming.map_or(0, |p| p.frames().min(FRAME));
-    for (c, plane) in planes.iter_mut().enumerate() {
-        if let Some(p) = priming {
-            let start = p.frames() - prime_frames;
-            for (d, t) in plane[FRAME - prime_frames..FRAME].iter_mut().zip(start..) {
-                *d = p.samples.get(t * ch + c).copied().unwrap_or(0.0);
-            }
-        }
-        let (head, tail) = plane.split_at_mut(FRAME + n);
-        match lookahead {
-            Some(la) => {
-                let la_ch = usize::from(la.channels).max(1);
-                for (t, d) in tail.iter_mut().enumerate() {
-                    *d = la.samples.get(t * la_ch + c).copied().unwrap_or(0.0);
-                }
-            }
-            // Mirror the last frame under the fade (nothing to mirror when there are no frames).
-            None if n > 0 => {
-                for (t, d) in tail.iter_mut().enumerate() {
-                    let src = n - 1 - t.min(n - 1);
-                    *d = head.get(FRAME + src).copied().unwrap_or(0.0) * taper(t);
-                }
-            }
-            None => {}
-        }
-        crate::pcm::sanitize_clamp(plane);
-    }
-    encode::LcEncoder::new(audio.sample_rate, audio.channels, bitrate_bps)?.encode(&planes, frames)
 }
 
 /// Fade for the mirrored look-ahead: 1 at the join, 0 after 128 samples.

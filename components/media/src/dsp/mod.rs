@@ -102,6 +102,39 @@ macro_rules! dispatch {
     };
 }
 
+/// Run `f` inside a function compiled for the CPU's widest vector ISA (x86_64: AVX2 when
+/// detected), so the loops LLVM inlines into it (`#[inline(always)]` bodies) are vectorized
+/// for that ISA. The same float operations in the same order (Rust never contracts a
+/// multiply and an add into an FMA), so the results are the same bits on every path.
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    match best() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only produced after `is_x86_feature_detected!("avx2")`.
+        Isa::Avx2 => unsafe { x86::avx2::call(f) },
+        _ => f(),
+    }
+}
+
+/// FIR filter with decimation: `out[m]` = dot product of `h` with `x[m * step..][..h.len()]`,
+/// in eight interleaved partial sums (lane `k % 8`) folded pairwise. `h` is zero-padded to a
+/// multiple of 8 taps; outputs that `x` does not cover are left as they are (the caller sizes
+/// `x`).
+pub(crate) fn fir8(x: &[f32], h: &[f32], step: usize, out: &mut [f32]) {
+    fir8_on(best(), x, h, step, out)
+}
+
+pub(crate) fn fir8_on(isa: Isa, x: &[f32], h: &[f32], step: usize, out: &mut [f32]) {
+    let h = &h[..h.len() / 8 * 8];
+    // Outputs m with m * step + h.len() <= x.len().
+    let covered = match x.len().checked_sub(h.len()) {
+        Some(room) if step > 0 => (room / step + 1).min(out.len()),
+        _ => 0,
+    };
+    let out = &mut out[..covered];
+    dispatch!(isa, fir8(x, h, step, out))
+}
+
 /// `dst[i] += src[i]` over the shorter length.
 pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
     add_into_on(best(), dst, src)

@@ -33,6 +33,22 @@ pub(crate) fn sum_squares(x: &[f32]) -> f32 {
     fold8(acc, chunks.remainder())
 }
 
+/// `out[m]` = dot product of `h` (a multiple of 8 long) with `x[m * step..][..h.len()]`, in
+/// eight interleaved partial sums (lane `k % 8`) folded as in [`fold8`]. The caller checks
+/// that `x` covers every output.
+pub(crate) fn fir8(x: &[f32], h: &[f32], step: usize, out: &mut [f32]) {
+    for (m, o) in out.iter_mut().enumerate() {
+        let w = x.get(m * step..m * step + h.len()).unwrap_or(&[]);
+        let mut acc = [0.0f32; 8];
+        for (hc, xc) in h.chunks_exact(8).zip(w.chunks_exact(8)) {
+            for ((a, &hv), &xv) in acc.iter_mut().zip(hc).zip(xc) {
+                *a += hv * xv;
+            }
+        }
+        *o = fold8(acc, &[]);
+    }
+}
+
 /// Add the tail to lanes `0..tail.len()` and fold the eight lanes (shared by every path).
 pub(crate) fn fold8(mut acc: [f32; 8], tail: &[f32]) -> f32 {
     for (a, v) in acc.iter_mut().zip(tail) {

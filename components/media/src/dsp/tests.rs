@@ -99,6 +99,28 @@ fn elementwise_kernels_match_scalar_bit_for_bit() {
 }
 
 #[test]
+fn all_finite_finds_one_bad_value_anywhere() {
+    let mut rng = Rng(5);
+    for n in [1usize, 7, 8, 31, 32, 33, 64, 100, 1031] {
+        let mut x = rng.signal(n, 1.0, false);
+        x[n / 3] = f32::MAX;
+        x[n - 1] = -f32::MAX;
+        for isa in available() {
+            assert!(all_finite_on(isa, &x), "{isa:?} n={n}");
+        }
+        for pos in [0, n / 2, n - 1, n.saturating_sub(9), n.saturating_sub(33)] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+                let mut y = x.clone();
+                y[pos] = bad;
+                for isa in available() {
+                    assert!(!all_finite_on(isa, &y), "{isa:?} n={n} pos={pos} {bad}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn sum_squares_matches_scalar_bit_for_bit() {
     let mut rng = Rng(7);
     for &n in &LENS {
@@ -117,6 +139,43 @@ fn sum_squares_matches_scalar_bit_for_bit() {
             (f64::from(want) - exact).abs() <= 1e-5 * exact.max(1.0),
             "n={n}"
         );
+    }
+}
+
+#[test]
+fn fir8_matches_scalar_bit_for_bit_and_is_a_dot_product() {
+    let mut rng = Rng(11);
+    for (taps, step, outs) in [(8, 1, 1), (16, 3, 7), (144, 3, 101), (96, 2, 64), (0, 3, 4)] {
+        let h = rng.signal(taps, 0.5, false);
+        let x = rng.signal((outs - 1) * step + taps + 5, 1.0, false);
+        let mut want = vec![7.0f32; outs + 2];
+        scalar::fir8(&x, &h, step, &mut want[..outs]);
+        for isa in available() {
+            let mut got = vec![7.0f32; outs + 2];
+            fir8_on(isa, &x, &h, step, &mut got);
+            assert_eq!(
+                bits(&got[..outs]),
+                bits(&want[..outs]),
+                "{isa:?} taps={taps}"
+            );
+            // Outputs past what `x` covers are left alone.
+            let covered = (x.len() - taps) / step + 1;
+            assert!(
+                got[covered.min(got.len())..].iter().all(|&v| v == 7.0),
+                "{isa:?}"
+            );
+        }
+        for (m, &y) in want[..outs].iter().enumerate() {
+            let exact: f64 = h
+                .iter()
+                .zip(&x[m * step..])
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            assert!(
+                (f64::from(y) - exact).abs() < 1e-5 * taps.max(1) as f64,
+                "m={m}"
+            );
+        }
     }
 }
 

@@ -43,6 +43,21 @@ pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
     scalar::add_into(&mut dst[n..], &src[n..]);
 }
 
+/// The eight lanes of two vectors, `lo` first.
+#[inline(always)]
+fn lanes8(lo: v128, hi: v128) -> [f32; 8] {
+    [
+        f32x4_extract_lane::<0>(lo),
+        f32x4_extract_lane::<1>(lo),
+        f32x4_extract_lane::<2>(lo),
+        f32x4_extract_lane::<3>(lo),
+        f32x4_extract_lane::<0>(hi),
+        f32x4_extract_lane::<1>(hi),
+        f32x4_extract_lane::<2>(hi),
+        f32x4_extract_lane::<3>(hi),
+    ]
+}
+
 pub(crate) fn sum_squares(x: &[f32]) -> f32 {
     let n = x.len() / 8 * 8;
     let p = x.as_ptr();
@@ -53,17 +68,56 @@ pub(crate) fn sum_squares(x: &[f32]) -> f32 {
         lo = f32x4_add(lo, f32x4_mul(a, a));
         hi = f32x4_add(hi, f32x4_mul(b, b));
     }
-    let acc = [
-        f32x4_extract_lane::<0>(lo),
-        f32x4_extract_lane::<1>(lo),
-        f32x4_extract_lane::<2>(lo),
-        f32x4_extract_lane::<3>(lo),
-        f32x4_extract_lane::<0>(hi),
-        f32x4_extract_lane::<1>(hi),
-        f32x4_extract_lane::<2>(hi),
-        f32x4_extract_lane::<3>(hi),
-    ];
-    scalar::fold8(acc, &x[n..])
+    scalar::fold8(lanes8(lo, hi), &x[n..])
+}
+
+/// `x` must cover every output: `(out.len() - 1) * step + h.len() <= x.len()` (checked by
+/// the caller).
+pub(crate) fn fir8(x: &[f32], h: &[f32], step: usize, out: &mut [f32]) {
+    let taps = h.len() / 8 * 8;
+    let (xp, hp) = (x.as_ptr(), h.as_ptr());
+    let fold = |lo: v128, hi: v128| scalar::fold8(lanes8(lo, hi), &[]);
+    // Two outputs per pass: four independent add chains, sharing the coefficient loads.
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut m = 0;
+    for o in &mut pairs {
+        let mut acc = [f32x4_splat(0.0); 4];
+        for k in (0..taps).step_by(8) {
+            // SAFETY: k + 8 <= taps <= h.len(); (m + 1) * step + k + 8 <= x.len() (caller).
+            let (h0, h1) = unsafe { (ld(hp.add(k)), ld(hp.add(k + 4))) };
+            for i in 0..2 {
+                // SAFETY: as above.
+                let (x0, x1) = unsafe {
+                    (
+                        ld(xp.add((m + i) * step + k)),
+                        ld(xp.add((m + i) * step + k + 4)),
+                    )
+                };
+                acc[2 * i] = f32x4_add(acc[2 * i], f32x4_mul(h0, x0));
+                acc[2 * i + 1] = f32x4_add(acc[2 * i + 1], f32x4_mul(h1, x1));
+            }
+        }
+        o[0] = fold(acc[0], acc[1]);
+        o[1] = fold(acc[2], acc[3]);
+        m += 2;
+    }
+    for o in pairs.into_remainder() {
+        let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for k in (0..taps).step_by(8) {
+            // SAFETY: as above, for output m.
+            let (h0, h1, x0, x1) = unsafe {
+                (
+                    ld(hp.add(k)),
+                    ld(hp.add(k + 4)),
+                    ld(xp.add(m * step + k)),
+                    ld(xp.add(m * step + k + 4)),
+                )
+            };
+            lo = f32x4_add(lo, f32x4_mul(h0, x0));
+            hi = f32x4_add(hi, f32x4_mul(h1, x1));
+        }
+        *o = fold(lo, hi);
+    }
 }
 
 pub(crate) fn all_finite(x: &[f32]) -> bool {

@@ -57,6 +57,38 @@ pub(crate) mod sse2 {
     }
 
     /// # Safety
+    /// The CPU must support SSE2 (every x86_64 CPU does); `x` must cover every output:
+    /// `(out.len() - 1) * step + h.len() <= x.len()` (checked by the caller), `h.len() % 8 == 0`.
+    #[target_feature(enable = "sse2")]
+    pub(crate) unsafe fn fir8(x: &[f32], h: &[f32], step: usize, out: &mut [f32]) {
+        let taps = h.len() / 8 * 8;
+        let (xp, hp) = (x.as_ptr(), h.as_ptr());
+        for (m, o) in out.iter_mut().enumerate() {
+            let (mut lo, mut hi) = (_mm_setzero_ps(), _mm_setzero_ps());
+            for k in (0..taps).step_by(8) {
+                // SAFETY: k + 8 <= taps <= h.len(); m * step + k + 8 <= x.len() (caller).
+                let (h0, h1, x0, x1) = unsafe {
+                    (
+                        _mm_loadu_ps(hp.add(k)),
+                        _mm_loadu_ps(hp.add(k + 4)),
+                        _mm_loadu_ps(xp.add(m * step + k)),
+                        _mm_loadu_ps(xp.add(m * step + k + 4)),
+                    )
+                };
+                lo = _mm_add_ps(lo, _mm_mul_ps(h0, x0));
+                hi = _mm_add_ps(hi, _mm_mul_ps(h1, x1));
+            }
+            let mut acc = [0.0f32; 8];
+            // SAFETY: `acc` holds 8 floats; unaligned stores.
+            unsafe {
+                _mm_storeu_ps(acc.as_mut_ptr(), lo);
+                _mm_storeu_ps(acc.as_mut_ptr().add(4), hi);
+            }
+            *o = scalar::fold8(acc, &[]);
+        }
+    }
+
+    /// # Safety
     /// The CPU must support SSE2 (every x86_64 CPU does).
     #[target_feature(enable = "sse2")]
     pub(crate) unsafe fn all_finite(x: &[f32]) -> bool {
@@ -356,22 +388,117 @@ pub(crate) mod avx2 {
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds 8 floats; unaligned store.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        scalar::fold8(lanes, &x[n..])
+        let tail = &x[n..];
+        if tail.len() < 4 {
+            return scalar::fold8(lanes, tail);
+        }
+        // Tail element k goes to lane k (as in the scalar reference): four of them in one
+        // 128-bit step (short bands: widths are multiples of 4), the rest to lanes 4...
+        // SAFETY: n + 4 <= x.len(); `lanes` holds 8 floats.
+        unsafe {
+            let a = _mm_loadu_ps(p.add(n));
+            let lo = _mm_add_ps(_mm_loadu_ps(lanes.as_ptr()), _mm_mul_ps(a, a));
+            _mm_storeu_ps(lanes.as_mut_ptr(), lo);
+        }
+        for (l, v) in lanes[4..].iter_mut().zip(&tail[4..]) {
+            *l += v * v;
+        }
+        scalar::fold8(lanes, &[])
+    }
+
+    /// `f()`, compiled with AVX2 for whatever LLVM inlines into it.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn call<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2; `x` must cover every output:
+    /// `(out.len() - 1) * step + h.len() <= x.len()` (checked by the caller), `h.len() % 8 == 0`.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn fir8(x: &[f32], h: &[f32], step: usize, out: &mut [f32]) {
+        let taps = h.len() / 8 * 8;
+        let (xp, hp) = (x.as_ptr(), h.as_ptr());
+        let fold = |acc: __m256| {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 floats; unaligned store.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+            scalar::fold8(lanes, &[])
+        };
+        // Four outputs per pass: four independent add chains (one would wait on the add
+        // latency), sharing the coefficient loads.
+        let mut quads = out.chunks_exact_mut(4);
+        let mut m = 0;
+        for o in &mut quads {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for k in (0..taps).step_by(8) {
+                // SAFETY: k + 8 <= taps <= h.len(); (m + 3) * step + k + 8 <= x.len() (caller).
+                let hv = unsafe { _mm256_loadu_ps(hp.add(k)) };
+                for (i, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    let xv = unsafe { _mm256_loadu_ps(xp.add((m + i) * step + k)) };
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(hv, xv));
+                }
+            }
+            for (o, a) in o.iter_mut().zip(acc) {
+                *o = fold(a);
+            }
+            m += 4;
+        }
+        for o in quads.into_remainder() {
+            let mut a = _mm256_setzero_ps();
+            for k in (0..taps).step_by(8) {
+                // SAFETY: as above, for output m.
+                let (hv, xa) = unsafe {
+                    (
+                        _mm256_loadu_ps(hp.add(k)),
+                        _mm256_loadu_ps(xp.add(m * step + k)),
+                    )
+                };
+                a = _mm256_add_ps(a, _mm256_mul_ps(hv, xa));
+            }
+            *o = fold(a);
+            m += 1;
+        }
     }
 
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn all_finite(x: &[f32]) -> bool {
-        let n = x.len() / 8 * 8;
-        let p = x.as_ptr();
+        // A value is not finite when its exponent is all ones: when its bits shifted left by
+        // one (the sign dropped) are at least 0xFF00_0000. The largest such word over four
+        // independent accumulators, 32 values per pass.
+        let n32 = x.len() / 32 * 32;
+        let p = x.as_ptr().cast::<__m256i>();
+        let mut m = [_mm256_setzero_si256(); 4];
+        for i in (0..n32 / 8).step_by(4) {
+            for (k, acc) in m.iter_mut().enumerate() {
+                // SAFETY: 8 * (i + k) + 8 <= n32 <= x.len().
+                let v = unsafe { _mm256_loadu_si256(p.add(i + k)) };
+                *acc = _mm256_max_epu32(*acc, _mm256_slli_epi32::<1>(v));
+            }
+        }
+        let top = _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3]));
+        let limit = _mm256_set1_epi32(0xff00_0000_u32 as i32);
+        let bad = _mm256_cmpeq_epi32(_mm256_max_epu32(top, limit), top);
+        if _mm256_testz_si256(bad, bad) == 0 {
+            return false;
+        }
+        let rest = &x[n32..];
+        let n = rest.len() / 8 * 8;
+        let p = rest.as_ptr();
         let mut bad = _mm256_setzero_si256();
         for i in (0..n).step_by(8) {
-            // SAFETY: i + 8 <= n <= x.len().
+            // SAFETY: i + 8 <= n <= rest.len().
             let v = unsafe { _mm256_loadu_ps(p.add(i)) };
             bad = _mm256_or_si256(bad, non_finite(v));
         }
-        _mm256_testz_si256(bad, bad) == 1 && scalar::all_finite(&x[n..])
+        _mm256_testz_si256(bad, bad) == 1 && scalar::all_finite(&rest[n..])
     }
 
     /// # Safety
@@ -632,7 +759,33 @@ pub(crate) mod avx2 {
         let mut lanes = [0i32; 8];
         // SAFETY: lanes holds 8 i32.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
-        let tail = scalar::quantize(&xp[n..], &coef[n..], g, &mut q[n..]);
+        // Four more in 128-bit lanes (band widths are multiples of 4: most bands end here).
+        let mut n4 = n;
+        if xp.len() - n >= 4 {
+            // SAFETY: n + 4 <= len of xp, coef and q.
+            unsafe {
+                let p = _mm_loadu_ps(pp.add(n));
+                let m = _mm_min_ps(
+                    _mm_add_ps(
+                        _mm_mul_ps(p, _mm256_castps256_ps128(vg)),
+                        _mm256_castps256_ps128(vr),
+                    ),
+                    _mm256_castps256_ps128(vm),
+                );
+                let mi = _mm_cvttps_epi32(m);
+                let c = _mm_loadu_ps(cp.add(n));
+                let neg = _mm_castps_si128(_mm_cmplt_ps(c, _mm_setzero_ps()));
+                let v = _mm_sub_epi32(_mm_xor_si128(mi, neg), neg);
+                _mm_storeu_si128(qp.add(n).cast(), v);
+                let mut four = [0i32; 4];
+                _mm_storeu_si128(four.as_mut_ptr().cast(), mi);
+                for (l, f) in lanes.iter_mut().zip(four) {
+                    *l = (*l).max(f);
+                }
+            }
+            n4 = n + 4;
+        }
+        let tail = scalar::quantize(&xp[n4..], &coef[n4..], g, &mut q[n4..]);
         lanes.into_iter().fold(tail, i32::max)
     }
 }

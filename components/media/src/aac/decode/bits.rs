@@ -78,6 +78,18 @@ impl<'a> Bits<'a> {
         self.avail -= n;
     }
 
+    /// Skip the bits of a Huffman table entry `e` (see `huffman::Vlc`): its low six bits
+    /// and, again, bits 11..16 hold the code length. Only after a [`Bits::peek32`] that
+    /// covered them. The shift takes `e` unmasked (a 64-bit shift only looks at the low six
+    /// bits) and the count uses the copy, so no mask sits on the codeword-to-codeword chain.
+    #[inline(always)]
+    pub(super) fn skip_entry(&mut self, e: u32) {
+        let n = (e >> 11) & 31;
+        debug_assert!(n <= self.avail);
+        self.cache = self.cache.wrapping_shl(e);
+        self.avail -= n;
+    }
+
     /// Bits consumed so far.
     #[inline]
     fn pos(&self) -> usize {

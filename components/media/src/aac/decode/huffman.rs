@@ -12,9 +12,13 @@ use crate::aac::tables::{BOOKS, Book, SF_CODE, SF_LEN};
 /// Bits resolved by the primary table.
 pub(super) const PRIM: u32 = 10;
 const PRIM_SIZE: usize = 1 << PRIM;
+/// The copy of the code length in an entry (zero for subtables and unused prefixes).
+const LEN_MASK: u32 = 31 << 11;
 
-/// Entry layout: bits 0..5 code length (0 = subtable or unused), bits 5..10 subtable index
-/// bits, bits 16..32 payload (leaf) or subtable offset.
+/// Entry layout: bits 0..6 code length (0 = subtable or unused), bits 6..11 subtable index
+/// bits, bits 11..16 the code length again, bits 16..32 payload (leaf) or subtable offset.
+/// The length is the low six bits, which is all a 64-bit shift looks at, so the entry
+/// shifts the reader unmasked; the copy counts the bits (see [`Bits::skip_entry`]).
 pub(super) struct Vlc {
     prim: [u32; PRIM_SIZE],
     sub: Vec<u32>,
@@ -37,19 +41,20 @@ impl Vlc {
         for (p, &l) in longest.iter().enumerate() {
             if l > 0 {
                 let bits = l - PRIM;
-                prim[p] = ((sub.len() as u32) << 16) | (bits << 5);
+                prim[p] = ((sub.len() as u32) << 16) | (bits << 6);
                 sub.resize(sub.len() + (1 << bits), 0);
             }
         }
         for ((&len, &code), &pay) in lens.iter().zip(codes).zip(payloads) {
             let len = u32::from(len);
-            let leaf = (u32::from(pay) << 16) | len;
+            debug_assert!(len < 32);
+            let leaf = (u32::from(pay) << 16) | (len << 11) | len;
             if len <= PRIM {
                 let first = (code << (PRIM - len)) as usize;
                 prim[first..first + (1 << (PRIM - len))].fill(leaf);
             } else {
                 let e = prim[(code >> (len - PRIM)) as usize];
-                let (off, bits) = ((e >> 16) as usize, (e >> 5) & 31);
+                let (off, bits) = ((e >> 16) as usize, (e >> 6) & 31);
                 let rest = len - PRIM;
                 let low = (code & ((1 << rest) - 1)) as usize;
                 let first = off + (low << (bits - rest));
@@ -72,16 +77,16 @@ impl Vlc {
     pub(super) fn decode_cached(&self, b: &mut Bits<'_>) -> u32 {
         let w = b.peek_cached();
         let mut e = self.prim[(w >> (32 - PRIM)) as usize & (PRIM_SIZE - 1)];
-        if e & 31 == 0 {
+        if e & LEN_MASK == 0 {
             e = self.long_entry(w, e);
-            if e & 31 == 0 {
+            if e & LEN_MASK == 0 {
                 // A prefix no codeword has (the books are complete, so only a corrupted
                 // table could get here): fail the access unit at the next check.
                 b.set_bad();
                 return 0;
             }
         }
-        b.skip(e & 31);
+        b.skip_entry(e);
         e >> 16
     }
 
@@ -89,7 +94,7 @@ impl Vlc {
     #[cold]
     #[inline(never)]
     fn long_entry(&self, w: u32, e: u32) -> u32 {
-        let bits = (e >> 5) & 31;
+        let bits = (e >> 6) & 31;
         if bits == 0 {
             return 0;
         }
@@ -153,25 +158,76 @@ pub(super) fn spectral_codes(book: &Book) -> (Vec<u8>, Vec<u32>, Vec<u16>) {
     (lens, codes, pays)
 }
 
+/// Escape flags in a book 11 leaf: the first / second value of the pair is an escape.
+pub(super) const ESC_FIRST: u32 = 1 << 14;
+pub(super) const ESC_SECOND: u32 = 1 << 15;
+/// The value-table index in a spectral leaf.
+pub(super) const INDEX_MASK: u32 = ESC_FIRST - 1;
+
 /// The scalefactor codebook and the 11 spectral codebooks.
+///
+/// A spectral leaf's payload is the codeword's index `i` in [`spectral_codes`] (plus, in
+/// book 11, [`ESC_FIRST`] / [`ESC_SECOND`]); its values, already raised to the 4/3 power
+/// and signed, are `quads[book - 1][i]` (books 1-4) or `pairs[book - 5][i]` (books 5-11,
+/// where an escape reads as `sign * 16^(4/3)`), so one load fetches a whole tuple.
 pub(super) struct Codebooks {
     /// Payload: the DPCM index (delta + 60).
     pub(super) sf: Vlc,
     /// Books 1..=11 at index `book - 1`.
     pub(super) spectral: Vec<Vlc>,
+    /// Values of books 1..=4 at index `book - 1`, by leaf index.
+    pub(super) quads: Vec<Vec<[f32; 4]>>,
+    /// Values of books 5..=11 at index `book - 5`, by leaf index.
+    pub(super) pairs: Vec<Vec<[f32; 2]>>,
 }
 
 impl Codebooks {
-    pub(super) fn new() -> Self {
+    /// `quad_values` and `pair_values` map 4- and 6-bit two's complement values to
+    /// `sign(v) |v|^(4/3)`.
+    pub(super) fn new(quad_values: &[f32; 16], pair_values: &[f32; 64]) -> Self {
         let sf_pay: Vec<u16> = (0..SF_LEN.len() as u16).collect();
         let sf = Vlc::new(&SF_LEN, &SF_CODE, &sf_pay);
-        let spectral = BOOKS
-            .iter()
-            .map(|b| {
-                let (lens, codes, pays) = spectral_codes(b);
-                Vlc::new(&lens, &codes, &pays)
-            })
-            .collect();
-        Codebooks { sf, spectral }
+        let (mut spectral, mut quads, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+        for b in BOOKS.iter() {
+            let (lens, codes, pays) = spectral_codes(b);
+            let mut leaves = Vec::with_capacity(pays.len());
+            if b.dim == 4 {
+                let mut v = Vec::with_capacity(pays.len());
+                for (i, &p) in pays.iter().enumerate() {
+                    let p = u32::from(p);
+                    v.push(std::array::from_fn(|k| {
+                        quad_values[(p >> (4 * k)) as usize & 15]
+                    }));
+                    leaves.push(i as u16);
+                }
+                quads.push(v);
+            } else {
+                let mut v = Vec::with_capacity(pays.len());
+                for (i, &p) in pays.iter().enumerate() {
+                    let p = u32::from(p);
+                    let (x, y) = (p & 63, (p >> 6) & 63);
+                    v.push([pair_values[x as usize], pair_values[y as usize]]);
+                    let mut leaf = i as u32;
+                    if b.lav == 16 {
+                        if x & 31 == 16 {
+                            leaf |= ESC_FIRST;
+                        }
+                        if y & 31 == 16 {
+                            leaf |= ESC_SECOND;
+                        }
+                    }
+                    leaves.push(leaf as u16);
+                }
+                pairs.push(v);
+            }
+            debug_assert!(pays.len() <= INDEX_MASK as usize);
+            spectral.push(Vlc::new(&lens, &codes, &leaves));
+        }
+        Codebooks {
+            sf,
+            spectral,
+            quads,
+            pairs,
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 use super::Tables;
 use super::bits::Bits;
+use super::huffman::{ESC_FIRST, ESC_SECOND, INDEX_MASK};
 use crate::aac::tables;
 use crate::error::{Error, Result};
 
@@ -436,7 +437,7 @@ fn read_spectrum(
     let swb = ics.swb;
     let max_sfb = usize::from(ics.max_sfb);
     let short = ics.num_windows == 8;
-    let Scratch { random, tmp, segs } = scratch;
+    let Scratch { random, tmp, .. } = scratch;
     let mut win = 0usize;
     for g in 0..usize::from(ics.num_groups) {
         let glen = usize::from(ics.group_len[g]);
@@ -457,35 +458,35 @@ fn read_spectrum(
                     }
                 }
                 _ => {
-                    // One gain per band and window, in bitstream order.
-                    let (mut n, mut len) = (0, 0usize);
-                    for band in i..end {
-                        let width = usize::from(swb[band + 1] - swb[band]);
-                        let gain = ch.gain[g * max_sfb + band];
-                        for _ in 0..glen {
-                            len += width;
-                            segs[n] = Seg {
-                                end: len as u16,
-                                gain,
-                            };
-                            n += 1;
-                        }
-                    }
+                    // The values are decoded unscaled and scaled per band afterwards (one
+                    // multiplication either way), which keeps the band boundaries out of
+                    // the decoding loop.
                     let (lo, hi) = (usize::from(swb[i]), usize::from(swb[end]));
                     if short {
-                        ch.escapes += decode_run(b, book, &mut tmp[..len], &segs[..n], t);
+                        let len = (hi - lo) * glen;
+                        ch.escapes += decode_run(b, book, &mut tmp[..len], t);
                         let mut off = 0;
                         for band in i..end {
                             let (lo, hi) = (usize::from(swb[band]), usize::from(swb[band + 1]));
+                            let gain = ch.gain[g * max_sfb + band];
                             for w in win..win + glen {
                                 let width = hi - lo;
-                                ch.coef[w * 128 + lo..w * 128 + hi]
-                                    .copy_from_slice(&tmp[off..off + width]);
+                                let dst = &mut ch.coef[w * 128 + lo..w * 128 + hi];
+                                for (d, &s) in dst.iter_mut().zip(&tmp[off..off + width]) {
+                                    *d = s * gain;
+                                }
                                 off += width;
                             }
                         }
                     } else {
-                        ch.escapes += decode_run(b, book, &mut ch.coef[lo..hi], &segs[..n], t);
+                        ch.escapes += decode_run(b, book, &mut ch.coef[lo..hi], t);
+                        for band in i..end {
+                            let (lo, hi) = (usize::from(swb[band]), usize::from(swb[band + 1]));
+                            let gain = ch.gain[g * max_sfb + band];
+                            for x in &mut ch.coef[lo..hi] {
+                                *x *= gain;
+                            }
+                        }
                     }
                     b.check("spectral data")?;
                 }
@@ -505,8 +506,9 @@ pub(super) struct Scratch {
     /// Short windows: a section's values in bitstream order (band-major, then window),
     /// scattered to window-major afterwards.
     tmp: [f32; 1024],
-    /// One gain per band (and window) of a section.
-    segs: [Seg; MAX_BANDS],
+    /// Two TNS filters' coefficients while they run (see [`apply_tns`]).
+    tns_a: [f32; 1024],
+    tns_b: [f32; 1024],
 }
 
 impl Scratch {
@@ -514,73 +516,30 @@ impl Scratch {
         Box::new(Scratch {
             random: 0x1f2e_3d4c,
             tmp: [0.0; 1024],
-            segs: [Seg::default(); MAX_BANDS],
+            tns_a: [0.0; 1024],
+            tns_b: [0.0; 1024],
         })
     }
 }
 
-/// Where a gain stops applying (exclusive, in coefficients from the start of the run).
-#[derive(Clone, Copy, Default)]
-struct Seg {
-    end: u16,
-    gain: f32,
-}
-
-/// The gain at a coefficient position, walking the segments forward.
-struct Gains<'s> {
-    segs: &'s [Seg],
-    i: usize,
-    gain: f32,
-    end: usize,
-}
-
-impl<'s> Gains<'s> {
-    fn new(segs: &'s [Seg]) -> Self {
-        let first = segs.first().copied().unwrap_or_default();
-        Gains {
-            segs,
-            i: 0,
-            gain: first.gain,
-            end: usize::from(first.end),
-        }
-    }
-
-    #[inline(always)]
-    fn at(&mut self, pos: usize) -> f32 {
-        if pos >= self.end {
-            self.i += 1;
-            if let Some(s) = self.segs.get(self.i) {
-                self.gain = s.gain;
-                self.end = usize::from(s.end);
-            }
-        }
-        self.gain
-    }
-}
-
-/// Call `chunk` on each 4 coefficients of `out` with their gain, refilling the reader once
-/// per `4 * PER_REFILL` coefficients (the caller's bound on the bits that takes).
+/// Call `chunk` on each 4 coefficients of `out`, refilling the reader once per
+/// `4 * PER_REFILL` coefficients (the caller's bound on the bits that takes).
 #[inline(always)]
 fn run_chunks<const PER_REFILL: usize>(
     b: &mut Bits<'_>,
     out: &mut [f32],
-    segs: &[Seg],
-    mut chunk: impl FnMut(&mut Bits<'_>, &mut [f32], f32),
+    mut chunk: impl FnMut(&mut Bits<'_>, &mut [f32]),
 ) {
-    let mut gains = Gains::new(segs);
-    let mut pos = 0;
     let mut blocks = out.chunks_exact_mut(4 * PER_REFILL);
     for block in &mut blocks {
         b.refill();
         for q in block.chunks_exact_mut(4) {
-            chunk(b, q, gains.at(pos));
-            pos += 4;
+            chunk(b, q);
         }
     }
     for q in blocks.into_remainder().chunks_exact_mut(4) {
         b.refill();
-        chunk(b, q, gains.at(pos));
-        pos += 4;
+        chunk(b, q);
     }
 }
 
@@ -603,62 +562,72 @@ fn noise(band: &mut [f32], amplitude: f32, random: &mut u32) {
     }
 }
 
-/// One section's spectral data coded with book 1..=11, dequantized with the segments'
-/// gains; returns the escapes read.
+/// One section's spectral data coded with book 1..=11, as signed `|q|^(4/3)` values (the
+/// caller scales them per band); returns the escapes read.
 ///
-/// One dispatch per section and a rarely taken branch at band boundaries keep the
-/// mispredictions per band low. The reader is refilled once per 4 coefficients (at most
-/// 2 x 17 bits of codewords and sign bits, within the 56 a refill guarantees), which keeps
-/// the load off most of the codeword-to-codeword dependency chain; escapes refill on their
-/// own.
+/// One dispatch per section and no band boundaries inside keep the mispredictions low.
+/// The reader is refilled once per 4 coefficients or more (at most 56 bits of codewords
+/// and sign bits in between, what a refill guarantees), which keeps the load off most of
+/// the codeword-to-codeword dependency chain; escapes refill on their own.
 #[inline(never)]
-fn decode_run(bits: &mut Bits<'_>, book: u8, out: &mut [f32], segs: &[Seg], t: &Tables) -> u32 {
+fn decode_run(bits: &mut Bits<'_>, book: u8, out: &mut [f32], t: &Tables) -> u32 {
     // Work on a copy so the reader's state lives in registers.
     let mut local = *bits;
-    let escapes = decode_run_with(&mut local, book, out, segs, t);
+    let escapes = decode_run_with(&mut local, book, out, t);
     *bits = local;
     escapes
 }
 
 #[inline(always)]
-fn decode_run_with(b: &mut Bits<'_>, book: u8, out: &mut [f32], segs: &[Seg], t: &Tables) -> u32 {
-    let vlc = &t.books.spectral[usize::from(book - 1) % 11];
-    let (v4, v6) = (&t.quad_values, &t.pair_values);
-    let quad = |b: &mut Bits<'_>, q: &mut [f32], g: f32| {
-        let p = vlc.decode_cached(b);
-        for (k, x) in q.iter_mut().enumerate() {
-            *x = v4[(p >> (4 * k)) as usize & 15] * g;
+fn decode_run_with(b: &mut Bits<'_>, book: u8, out: &mut [f32], t: &Tables) -> u32 {
+    let books = &t.books;
+    let vlc = &books.spectral[usize::from(book - 1) % 11];
+    let (quads, pairs): (&[[f32; 4]], &[[f32; 2]]) = match book {
+        1..=4 => (&books.quads[usize::from(book - 1)], &[]),
+        _ => (&[], &books.pairs[usize::from(book.clamp(5, 11) - 5)]),
+    };
+    let quad = |b: &mut Bits<'_>, q: &mut [f32]| {
+        let i = vlc.decode_cached(b) as usize;
+        if let (Some(v), Ok(q)) = (quads.get(i), <&mut [f32; 4]>::try_from(q)) {
+            *q = *v;
         }
     };
-    let pairs = |b: &mut Bits<'_>, q: &mut [f32], g: f32| {
+    let pair = |b: &mut Bits<'_>, q: &mut [f32]| {
         for q in q.chunks_exact_mut(2) {
-            let p = vlc.decode_cached(b);
-            q[0] = v6[p as usize & 63] * g;
-            q[1] = v6[(p >> 6) as usize & 63] * g;
+            let i = vlc.decode_cached(b) as usize;
+            if let Some(v) = pairs.get(i) {
+                q.copy_from_slice(v);
+            }
         }
     };
     // Codes with sign bits are at most 11 (books 1, 2), 20 (3, 4), 14 (5-8, 10) and 17 (9)
     // bits: as many as fit in 56 are read per refill.
     match book {
-        1 | 2 => run_chunks::<4>(b, out, segs, quad),
-        3 | 4 => run_chunks::<2>(b, out, segs, quad),
-        9 => run_chunks::<1>(b, out, segs, pairs),
-        5..=10 => run_chunks::<2>(b, out, segs, pairs),
+        1 | 2 => run_chunks::<4>(b, out, quad),
+        3 | 4 => run_chunks::<2>(b, out, quad),
+        9 => run_chunks::<1>(b, out, pair),
+        5..=10 => run_chunks::<2>(b, out, pair),
         _ => {
             let mut escapes = 0;
             let pow43 = &t.pow43;
-            run_chunks::<1>(b, out, segs, |b, q, g| {
+            run_chunks::<1>(b, out, |b, q| {
                 for q in q.chunks_exact_mut(2) {
-                    let p = vlc.decode_cached(b);
-                    for (k, x) in q.iter_mut().enumerate() {
-                        let v = (p >> (6 * k)) & 63;
-                        let mut y = v6[v as usize];
-                        if v & 31 == 16 {
-                            y = pow43[escape(b) as usize & 8191].copysign(y);
-                            escapes += 1;
+                    let e = vlc.decode_cached(b);
+                    let Some(&v) = pairs.get((e & INDEX_MASK) as usize) else {
+                        continue;
+                    };
+                    let mut y = v;
+                    if e & (ESC_FIRST | ESC_SECOND) != 0 {
+                        // An escape's magnitude follows the codeword; the sign is the
+                        // codeword's.
+                        for (k, y) in y.iter_mut().enumerate() {
+                            if e & (ESC_FIRST << k) != 0 {
+                                *y = pow43[escape(b) as usize & 8191].copysign(*y);
+                                escapes += 1;
+                            }
                         }
-                        *x = y * g;
                     }
+                    q.copy_from_slice(&y);
                 }
             });
             return escapes;
@@ -703,12 +672,22 @@ pub(super) fn apply_ms(l: &mut Channel, r: &mut Channel, mask: &[u8; MAX_BANDS])
     let mut win = 0;
     for g in 0..usize::from(ics.num_groups) {
         let glen = usize::from(ics.group_len[g]);
-        for i in 0..max_sfb {
-            let idx = g * max_sfb + i;
-            if mask[idx] == 0 || l.band_type[idx] >= NOISE || r.band_type[idx] >= NOISE {
+        // Runs of adjacent bands with M/S are adjacent coefficients: one loop per run.
+        let mut i = 0;
+        while i < max_sfb {
+            let on = |i: usize| {
+                let idx = g * max_sfb + i;
+                mask[idx] != 0 && l.band_type[idx] < NOISE && r.band_type[idx] < NOISE
+            };
+            if !on(i) {
+                i += 1;
                 continue;
             }
-            let (lo, hi) = (usize::from(ics.swb[i]), usize::from(ics.swb[i + 1]));
+            let first = i;
+            while i < max_sfb && on(i) {
+                i += 1;
+            }
+            let (lo, hi) = (usize::from(ics.swb[first]), usize::from(ics.swb[i]));
             for w in win..win + glen {
                 let range = w * 128 + lo..w * 128 + hi;
                 for (a, b) in l.coef[range.clone()].iter_mut().zip(&mut r.coef[range]) {
@@ -753,8 +732,74 @@ pub(super) fn apply_is(l: &Channel, r: &mut Channel, ms_present: u8, mask: &[u8;
     }
 }
 
-/// TNS synthesis (all-pole) filtering of `ch.coef` (4.6.9.3).
-pub(super) fn apply_tns(ch: &mut Channel) {
+/// One TNS filter over a channel's coefficients.
+#[derive(Clone, Copy, Default)]
+struct TnsJob {
+    /// Index into the channels given to [`apply_tns`].
+    chan: usize,
+    start: usize,
+    end: usize,
+    down: bool,
+    order: usize,
+    lpc: [f32; TNS_MAX_ORDER_LONG as usize],
+}
+
+/// Most filters in one ics: 8 windows x 1 (short) or 1 x 3 (long).
+const MAX_TNS_JOBS: usize = 8;
+
+/// TNS synthesis (all-pole) filtering of the channels' `coef` (4.6.9.3).
+///
+/// Every filter of an ics covers its own coefficients and the channels are independent, so
+/// the filters run two at a time, interleaved: each is a long dependency chain, and two
+/// chains keep the CPU twice as busy. Each filter still sees its values in its own order.
+pub(super) fn apply_tns(chans: &mut [&mut Channel], scratch: &mut Scratch) {
+    let mut jobs = [TnsJob::default(); 2 * MAX_TNS_JOBS];
+    let mut n = 0;
+    for (c, ch) in chans.iter().enumerate().take(2) {
+        tns_jobs(ch, c, &mut jobs, &mut n);
+    }
+    let mut pairs = jobs[..n].chunks_exact(2);
+    for pair in &mut pairs {
+        let (a, b) = (&pair[0], &pair[1]);
+        let (la, lb) = (a.end - a.start, b.end - b.start);
+        let (xa, xb) = (&mut scratch.tns_a[..la], &mut scratch.tns_b[..lb]);
+        for (job, x) in [(a, &mut *xa), (b, &mut *xb)] {
+            let Some(ch) = chans.get(job.chan) else {
+                return;
+            };
+            x.copy_from_slice(&ch.coef[job.start..job.end]);
+            if job.down {
+                x.reverse();
+            }
+        }
+        tns_filter2(xa, &a.lpc[..a.order], xb, &b.lpc[..b.order]);
+        for (job, x) in [(a, &mut *xa), (b, &mut *xb)] {
+            if job.down {
+                x.reverse();
+            }
+            let Some(ch) = chans.get_mut(job.chan) else {
+                return;
+            };
+            ch.coef[job.start..job.end].copy_from_slice(x);
+        }
+    }
+    for job in pairs.remainder() {
+        let Some(ch) = chans.get_mut(job.chan) else {
+            return;
+        };
+        let x = &mut ch.coef[job.start..job.end];
+        if job.down {
+            x.reverse();
+        }
+        tns_filter(x, &job.lpc[..job.order]);
+        if job.down {
+            x.reverse();
+        }
+    }
+}
+
+/// The filters of one channel's ics, appended to `jobs[*n..]`.
+fn tns_jobs(ch: &Channel, chan: usize, jobs: &mut [TnsJob], n: &mut usize) {
     if !ch.tns.present {
         return;
     }
@@ -777,27 +822,75 @@ pub(super) fn apply_tns(ch: &mut Channel) {
             if end <= start {
                 continue;
             }
-            let x = &mut ch.coef[w * 128 + start..w * 128 + end];
-            let lpc = &f.lpc[..order];
-            if f.down {
-                x.reverse();
-            }
-            tns_filter(x, lpc);
-            if f.down {
-                x.reverse();
+            if let Some(job) = jobs.get_mut(*n) {
+                *job = TnsJob {
+                    chan,
+                    start: w * 128 + start,
+                    end: w * 128 + end,
+                    down: f.down,
+                    order,
+                    lpc: f.lpc,
+                };
+                *n += 1;
             }
         }
     }
 }
 
+/// [`tns_filter`] on two independent sequences at once (their steps interleaved).
+fn tns_filter2(a: &mut [f32], la: &[f32], b: &mut [f32], lb: &[f32]) {
+    let n = a.len().min(b.len());
+    let (Some((&a0, ra)), Some((&b0, rb))) = (la.split_first(), lb.split_first()) else {
+        tns_filter(a, la);
+        tns_filter(b, lb);
+        return;
+    };
+    let (Some(&fa), Some(&fb)) = (a.first(), b.first()) else {
+        return;
+    };
+    let (mut pa, mut pb) = (fa, fb);
+    for m in 1..n {
+        let mut x = a[m] - pa * a0;
+        for (i, &c) in ra.iter().enumerate().take(m - 1) {
+            x -= a[m - 2 - i] * c;
+        }
+        let mut y = b[m] - pb * b0;
+        for (i, &c) in rb.iter().enumerate().take(m - 1) {
+            y -= b[m - 2 - i] * c;
+        }
+        a[m] = x;
+        b[m] = y;
+        (pa, pb) = (x, y);
+    }
+    tns_filter_from(a, la, n.max(1));
+    tns_filter_from(b, lb, n.max(1));
+}
+
 /// All-pole filter `y[n] = x[n] - sum_i lpc[i] y[n-1-i]` in place, summed in FFmpeg's order
 /// (a strongly resonant filter amplifies any difference in rounding).
+///
+/// The newest output, which the first term needs, stays in a register: the loop's
+/// dependency chain does not go through a store and a load.
 fn tns_filter(x: &mut [f32], lpc: &[f32]) {
-    for m in 1..x.len() {
-        let mut acc = x[m];
-        for (i, &a) in lpc.iter().enumerate().take(m) {
-            acc -= x[m - 1 - i] * a;
+    tns_filter_from(x, lpc, 1)
+}
+
+/// [`tns_filter`] from sample `from` >= 1 on (the earlier ones are done).
+fn tns_filter_from(x: &mut [f32], lpc: &[f32], from: usize) {
+    let Some((&a0, rest)) = lpc.split_first() else {
+        return;
+    };
+    let Some(&last) = x.get(from.max(1) - 1) else {
+        return;
+    };
+    let mut prev = last;
+    for m in from.max(1)..x.len() {
+        // acc = x[m] - x[m-1] a0 - x[m-2] a1 - ..., as many terms as there are samples.
+        let mut acc = x[m] - prev * a0;
+        for (i, &a) in rest.iter().enumerate().take(m - 1) {
+            acc -= x[m - 2 - i] * a;
         }
         x[m] = acc;
+        prev = acc;
     }
 }

@@ -7,7 +7,7 @@
 //! the way FFmpeg overlaps them.
 
 use super::ics::{Channel, EIGHT_SHORT, LONG_START, LONG_STOP, ONLY_LONG};
-use crate::dsp::fft::Plan;
+use crate::dsp::fft::{Input, Output, Plan, Quad};
 use std::f64::consts::PI;
 
 /// The bitstream is in 16-bit units; PCM leaves in [-1, 1].
@@ -50,37 +50,98 @@ impl ImdctPlan {
         let m = self.m;
         let h = m / 2;
         let (spec, out, re, im) = (&spec[..m], &mut out[..m], &mut re[..h], &mut im[..h]);
-        let rev = self.fft.rev();
-        // z[k] = (spec[2k] + i spec[M-1-2k]) * pre[k], stored at the FFT's bit-reversed slot.
-        for ((((lo, hi), &pr), &pi), &j) in spec
-            .chunks_exact(2)
-            .zip(spec.rchunks_exact(2))
-            .zip(&self.pre_re)
-            .zip(&self.pre_im)
-            .zip(rev)
+        let input = PreTwiddled {
+            spec,
+            pre_re: &self.pre_re[..h],
+            pre_im: &self.pre_im[..h],
+        };
+        let mut output = PostTwiddled {
+            out,
+            post_re: &self.post_re[..h],
+            post_im: &self.post_im[..h],
+        };
+        self.fft.process_with(re, im, &input, &mut output);
+    }
+}
+
+/// The FFT output of [`ImdctPlan::half`]: `w[k] = X[k] * post[k]`, then `out[2k] =
+/// -w[k].im` and `out[M-1-2k] = w[k].re`, i.e. pair t of `out` takes `w[t]` and
+/// `w[h-1-t]`. Four t from the front and the four mirrored ones from the back at a time.
+struct PostTwiddled<'a> {
+    out: &'a mut [f32],
+    post_re: &'a [f32],
+    post_im: &'a [f32],
+}
+
+impl Output for PostTwiddled<'_> {
+    #[inline(always)]
+    fn finish<V: Quad>(&mut self, re: &[f32], im: &[f32]) {
+        let h = self.post_re.len();
+        fn half(x: &[f32], h: usize) -> (&[[f32; 4]], &[[f32; 4]]) {
+            let (front, back) = x[..h].split_at(h / 2);
+            (front.as_chunks::<4>().0, back.as_rchunks::<4>().1)
+        }
+        let (re_f, re_b) = half(re, h);
+        let (im_f, im_b) = half(im, h);
+        let (pr_f, pr_b) = half(self.post_re, h);
+        let (pi_f, pi_b) = half(self.post_im, h);
+        let (out_f, out_b) = self.out[..2 * h].split_at_mut(h);
+        let (out_f, _) = out_f.as_chunks_mut::<4>();
+        let (_, out_b) = out_b.as_rchunks_mut::<4>();
+        let w = |r: &[f32; 4], i: &[f32; 4], pr: &[f32; 4], pi: &[f32; 4]| {
+            let (a, b, pr, pi) = (V::load(r), V::load(i), V::load(pr), V::load(pi));
+            (a.mul(pr).sub(b.mul(pi)), a.mul(pi).add(b.mul(pr)))
+        };
+        let front = re_f.iter().zip(im_f).zip(pr_f).zip(pi_f);
+        let back = re_b.iter().rev().zip(im_b.iter().rev());
+        let back = back.zip(pr_b.iter().rev()).zip(pi_b.iter().rev());
+        let outs = out_f.chunks_exact_mut(2).zip(out_b.rchunks_exact_mut(2));
+        for (((((rf, i_f), prf), pif), (((rb, ib), prb), pib)), (of, ob)) in
+            front.zip(back).zip(outs)
         {
-            let (a, b) = (lo[0], hi[1]);
-            if let (Some(r), Some(i)) = (re.get_mut(j as usize), im.get_mut(j as usize)) {
-                *r = a * pr - b * pi;
-                *i = a * pi + b * pr;
+            // w at t = j..j+4 and at t = h-4-j..h-j.
+            let (wr_f, wi_f) = w(rf, i_f, prf, pif);
+            let (wr_b, wi_b) = w(rb, ib, prb, pib);
+            for (o, wi, wr) in [(of, wi_f, wr_b), (ob, wi_b, wr_f)] {
+                if let [lo, hi] = o {
+                    let [a, b] = V::zip(wi.neg(), wr.rev());
+                    a.store(lo);
+                    b.store(hi);
+                }
             }
         }
-        self.fft.process_permuted(re, im);
-        for (((r, i), &pr), &pi) in re
-            .iter_mut()
-            .zip(im.iter_mut())
-            .zip(&self.post_re)
-            .zip(&self.post_im)
-        {
-            let (a, b) = (*r, *i);
-            *r = a * pr - b * pi;
-            *i = a * pi + b * pr;
-        }
-        // out[2k] = -w[k].im, out[M-1-2k] = w[k].re: pair j of `out` takes w[j] and w[h-1-j].
-        for ((pair, &wi), &wr) in out.chunks_exact_mut(2).zip(im.iter()).zip(re.iter().rev()) {
-            pair[0] = -wi;
-            pair[1] = wr;
-        }
+    }
+}
+
+/// The FFT input of [`ImdctPlan::half`]: `z[k] = (spec[2k] + i spec[M-1-2k]) * pre[k]`.
+struct PreTwiddled<'a> {
+    spec: &'a [f32],
+    pre_re: &'a [f32],
+    pre_im: &'a [f32],
+}
+
+impl Input for PreTwiddled<'_> {
+    #[inline(always)]
+    fn quarter<V: Quad>(&self, j: usize) -> impl Iterator<Item = (V, V)> {
+        // Quarter j of z (k in j M/8..(j + 1) M/8) takes the even values of quarter j of
+        // spec, ascending, and the odd ones of quarter 3 - j, descending.
+        let m = self.spec.len();
+        let (q, e) = (m / 4, m / 8);
+        let (lo, _) = self.spec[j * q..(j + 1) * q].as_chunks::<8>();
+        let (_, hi) = self.spec[m - (j + 1) * q..m - j * q].as_rchunks::<8>();
+        let (pr, _) = self.pre_re[j * e..(j + 1) * e].as_chunks::<4>();
+        let (pi, _) = self.pre_im[j * e..(j + 1) * e].as_chunks::<4>();
+        lo.iter()
+            .zip(hi.iter().rev())
+            .zip(pr)
+            .zip(pi)
+            .map(|(((lo, hi), pr), pi)| {
+                // spec[2k..2k + 8] and spec[M-8-2k..M-2k].
+                let a = V::even(V::load(&lo[..4]), V::load(&lo[4..]));
+                let b = V::odd_rev(V::load(&hi[..4]), V::load(&hi[4..]));
+                let (pr, pi) = (V::load(pr), V::load(pi));
+                (a.mul(pr).sub(b.mul(pi)), a.mul(pi).add(b.mul(pr)))
+            })
     }
 }
 

@@ -175,22 +175,32 @@ fn codebooks_are_complete_and_decode_every_codeword() {
         );
         let m = book.modulus() as usize;
         let mut seen = std::collections::HashSet::new();
-        for ((&len, &code), &pay) in lens.iter().zip(&codes).zip(&pays) {
+        for (idx, ((&len, &code), &pay)) in lens.iter().zip(&codes).zip(&pays).enumerate() {
             let mut bytes = (code << (32 - u32::from(len))).to_be_bytes().to_vec();
             bytes.extend_from_slice(&[0; PAD]);
             let mut b = Bits::new(&bytes, 4);
-            assert_eq!(
-                t.books.spectral[i].decode(&mut b),
-                u32::from(pay),
-                "book {}",
-                i + 1
-            );
+            let leaf = t.books.spectral[i].decode(&mut b);
+            assert_eq!(leaf & huffman::INDEX_MASK, idx as u32, "book {}", i + 1);
             assert_eq!(b.left(), 32 - isize::from(len as i8), "book {}", i + 1);
             // The payload's magnitudes are a symbol's digits; its signs are the sign bits.
             let width = if book.dim == 4 { 4 } else { 6 };
             let vals: Vec<i32> = (0..book.dim)
                 .map(|k| ((u32::from(pay) >> (width * k)) as i32) << (32 - width) >> (32 - width))
                 .collect();
+            // The leaf's values are the payload's, to the 4/3 power and signed; escapes
+            // (book 11's 16s) are flagged.
+            let pow = |v: i32| (f64::from(v.signum()) * f64::from(v.abs()).powf(4.0 / 3.0)) as f32;
+            let table: Vec<f32> = if book.dim == 4 {
+                t.books.quads[i][idx].to_vec()
+            } else {
+                t.books.pairs[i - 4][idx].to_vec()
+            };
+            let want: Vec<f32> = vals.iter().map(|&v| pow(v)).collect();
+            assert_eq!(table, want, "book {} values", i + 1);
+            for (k, &v) in vals.iter().enumerate() {
+                let flag = leaf & (huffman::ESC_FIRST << k) != 0;
+                assert_eq!(flag, i == 10 && v.abs() == 16, "book {} escape flag", i + 1);
+            }
             let sym = vals.iter().fold(0usize, |s, &v| {
                 s * m
                     + if book.signed {
