@@ -231,9 +231,10 @@ impl LcEncoder {
         frames: usize,
         mut fill: impl FnMut(usize, &mut [Vec<f32>], usize),
     ) -> Result<Vec<Vec<u8>>> {
-        // Two frames per channel: the current unit's MDCT input.
-        let mut x: Vec<Vec<f32>> = vec![vec![0.0; 2 * FRAME]; self.channels];
-        let seqs = self.window_sequences(frames, &mut fill, &mut x);
+        let seqs = self.window_sequences(frames, &mut fill);
+        // The current unit's MDCT input per channel: two frames, in a ring of two buffers.
+        let mut ring: [Vec<Vec<f32>>; 2] =
+            std::array::from_fn(|_| vec![vec![0.0; FRAME]; self.channels]);
         let mut out = Vec::with_capacity(frames);
         // About 20 dB below the spread masking threshold: where speech at 32 kbps/channel
         // lands; the search moves from there.
@@ -241,14 +242,13 @@ impl LcEncoder {
         let mut reservoir = self.avg_bits;
         let max_bits = 6144 * self.channels;
         let mut w = BitWriter::with_capacity(max_bits / 8 + 8);
-        fill(0, &mut x, FRAME);
+        fill(0, &mut ring[0], 0);
         // Step 0 warms the rate control up on the frame before the segment (its unit is
         // not emitted), so a segment starts where a continuous encode would be.
         for step in 0..=frames {
-            for p in x.iter_mut() {
-                p.copy_within(FRAME.., 0);
-            }
-            fill(step + 1, &mut x, FRAME);
+            fill(step + 1, &mut ring[(step + 1) % 2], 0);
+            let [a, b] = &ring;
+            let (lo, hi) = if step % 2 == 0 { (a, b) } else { (b, a) };
             for (e, el_seqs) in seqs.iter().enumerate() {
                 let el = self.elements[e];
                 let (seq, attack) = match step.checked_sub(1) {
@@ -256,7 +256,7 @@ impl LcEncoder {
                     None => (Seq::OnlyLong, 0),
                 };
                 for c in el.channels() {
-                    self.analyse(&x[c], c, seq, attack);
+                    self.analyse(&lo[c], &hi[c], c, seq, attack);
                 }
                 if let Elem::Cpe(l, r) = el {
                     self.stereo(l, r);
@@ -296,15 +296,15 @@ impl LcEncoder {
         &self,
         frames: usize,
         fill: &mut impl FnMut(usize, &mut [Vec<f32>], usize),
-        buf: &mut [Vec<f32>],
     ) -> Vec<Vec<(Seq, usize)>> {
+        let mut buf = vec![vec![0.0f32; 2 * FRAME]; self.channels];
         let blocks = (frames + 2) * FRAME / SHORT;
         // High-passed energy per 128-sample block, per channel: first difference (into the
         // buffer's second frame; vectorizes), then the dsp kernel's sum of squares per block.
         let mut energy: Vec<Vec<f32>> = vec![Vec::with_capacity(blocks); buf.len()];
         let mut prev = vec![0.0f32; buf.len()];
         for f in 0..frames + 2 {
-            fill(f, buf, 0);
+            fill(f, &mut buf, 0);
             for ((p, e), last) in buf.iter_mut().zip(&mut energy).zip(&mut prev) {
                 let (x, d) = p.split_at_mut(FRAME);
                 d[0] = x[0] - *last;
@@ -376,20 +376,22 @@ impl LcEncoder {
     }
 
     /// Window, transform and measure one channel of one access unit.
-    fn analyse(&mut self, x: &[f32], c: usize, seq: Seq, attack: usize) {
+    fn analyse(&mut self, lo: &[f32], hi: &[f32], c: usize, seq: Seq, attack: usize) {
         let s = &mut self.scratch;
         let spec = &mut s.spec[c];
         let lfe = self
             .elements
             .iter()
             .any(|e| matches!(e, Elem::Lfe(l) if *l == c));
-        if x.len() < 2 * FRAME {
+        if lo.len() < FRAME || hi.len() < FRAME {
             spec.fill(0.0);
         } else if seq == Seq::EightShort {
+            let (mut t0, mut t1) = ([0.0f32; SHORT], [0.0f32; SHORT]);
             for w in 0..SHORTS {
                 let o = 448 + w * SHORT;
                 self.mdct_short.forward(
-                    &x[o..o + 2 * SHORT],
+                    short_block(lo, hi, o, &mut t0),
+                    short_block(lo, hi, o + SHORT, &mut t1),
                     &self.win_short,
                     &mut spec[w * SHORT..(w + 1) * SHORT],
                 );
@@ -400,7 +402,7 @@ impl LcEncoder {
                 Seq::LongStop => &self.win_stop,
                 _ => &self.win_long,
             };
-            self.mdct_long.forward(&x[..2 * FRAME], win, spec);
+            self.mdct_long.forward(lo, hi, win, spec);
         }
         let (swb, max_sfb) = if seq == Seq::EightShort {
             (self.swb_short, self.max_sfb_short)
@@ -728,6 +730,20 @@ fn scalefactors(root: f32, max: f32, lthr: f32) -> (f32, i32) {
         0
     };
     (base, min_sf)
+}
+
+/// The 128 samples at `o` of two consecutive frames `lo`, `hi` (copied to `tmp` when they
+/// span both).
+fn short_block<'a>(lo: &'a [f32], hi: &'a [f32], o: usize, tmp: &'a mut [f32; SHORT]) -> &'a [f32] {
+    if o + SHORT <= FRAME {
+        &lo[o..o + SHORT]
+    } else if o >= FRAME {
+        &hi[o - FRAME..o - FRAME + SHORT]
+    } else {
+        tmp[..FRAME - o].copy_from_slice(&lo[o..FRAME]);
+        tmp[FRAME - o..].copy_from_slice(&hi[..o + SHORT - FRAME]);
+        &tmp[..]
+    }
 }
 
 /// `xp = |x|^(3/4)`; returns (sum of sqrt|x|, max |x|). Four lanes summed in a fixed

@@ -56,17 +56,18 @@ impl Mdct {
         }
     }
 
-    /// `out[..N/2]` = MDCT of `input[..N] * window[..N]` (element by element), spec scaling,
-    /// with the window given split: its even samples, then its odd ones (see [`split`]).
-    pub fn forward(&mut self, input: &[f32], window: &[f32], out: &mut [f32]) {
+    /// `out[..N/2]` = MDCT of `input * window[..N]` (element by element), spec scaling, where
+    /// the input is `lo[..N/2]` then `hi[..N/2]`, with the window given split: its even
+    /// samples, then its odd ones (see [`split`]).
+    pub fn forward(&mut self, lo: &[f32], hi: &[f32], window: &[f32], out: &mut [f32]) {
         match self.n {
             2048 => crate::dsp::vectorized(
                 #[inline(always)]
-                || self.forward_fixed::<2048, 1024, 512, 256>(input, window, out),
+                || self.forward_fixed::<2048, 1024, 512, 256>(lo, hi, window, out),
             ),
             256 => crate::dsp::vectorized(
                 #[inline(always)]
-                || self.forward_fixed::<256, 128, 64, 32>(input, window, out),
+                || self.forward_fixed::<256, 128, 64, 32>(lo, hi, window, out),
             ),
             // `new` admits no other size.
             n => unreachable!("MDCT size {n}"),
@@ -79,12 +80,14 @@ impl Mdct {
     #[inline(always)]
     fn forward_fixed<const N: usize, const H: usize, const Q: usize, const E: usize>(
         &mut self,
-        input: &[f32],
+        lo: &[f32],
+        hi: &[f32],
         window: &[f32],
         out: &mut [f32],
     ) {
-        let (Ok(x), Ok(w), Ok(out), Ok(tc), Ok(ts), Ok(br), Ok(bi)) = (
-            <&[f32; N]>::try_from(&input[..N]),
+        let (Ok(lo), Ok(hi), Ok(w), Ok(out), Ok(tc), Ok(ts), Ok(br), Ok(bi)) = (
+            <&[f32; H]>::try_from(&lo[..H]),
+            <&[f32; H]>::try_from(&hi[..H]),
             <&[f32; N]>::try_from(&window[..N]),
             <&mut [f32; H]>::try_from(&mut out[..H]),
             <&[f32; Q]>::try_from(&self.tcos[..]),
@@ -104,7 +107,10 @@ impl Mdct {
         };
         // Even and odd input samples: every pre-rotation input is then read forwards or
         // backwards, contiguously.
-        crate::dsp::deinterleave2(x, ze, zo);
+        let (ze_lo, ze_hi) = ze.split_at_mut(Q);
+        let (zo_lo, zo_hi) = zo.split_at_mut(Q);
+        crate::dsp::deinterleave2(lo, ze_lo, zo_lo);
+        crate::dsp::deinterleave2(hi, ze_hi, zo_hi);
         let (Ok(we), Ok(wo)) = (
             <&[f32; H]>::try_from(&w[..H]),
             <&[f32; H]>::try_from(&w[H..]),
@@ -253,7 +259,7 @@ mod tests {
             let mut m = Mdct::new(n);
             let x = signal(n, n as u32);
             let mut spec = vec![0.0; n / 2];
-            m.forward(&x, &split(&vec![1.0; n]), &mut spec);
+            m.forward(&x[..n / 2], &x[n / 2..], &split(&vec![1.0; n]), &mut spec);
             let want = naive_forward(&x);
             let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
             assert!(max_err(&spec, &want) < 1e-4 * scale, "forward N={n}");
@@ -274,7 +280,7 @@ mod tests {
         for b in 0..2 {
             let start = b * n / 2;
             let z: Vec<f32> = (0..n).map(|i| x[start + i] * w[i]).collect();
-            m.forward(&z, &split(&vec![1.0; n]), &mut spec);
+            m.forward(&z[..n / 2], &z[n / 2..], &split(&vec![1.0; n]), &mut spec);
             for (o, v) in y.iter_mut().zip(naive_inverse(&spec)) {
                 *o = v as f32;
             }
