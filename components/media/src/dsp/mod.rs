@@ -1,13 +1,14 @@
-//! Vector kernels for the hot loops we own (mix, resample glue, PCM conversions, encoder input,
-//! the AAC quantizer).
+//! Vector kernels for the hot loops we own (mix, the 48 kHz to 16 kHz FIR, PCM conversions,
+//! encoder input, the AAC quantizer, finiteness checks, the FFT in [`fft`]).
 //!
 //! The only module of the crate allowed to use `unsafe`. Every kernel has a scalar reference in
 //! [`scalar`]; the ISA-specific versions (`x86` for SSE2 and AVX2 on x86_64, chosen at run time
 //! and cached; `wasm` for simd128 when the wasm build enables it) compute **bit-identical**
 //! results: they use the same operations in the same order (no FMA, no approximate
-//! reciprocals), and the one reduction ([`sum_squares`]) is defined with eight interleaved
-//! partial sums that every path reproduces. So native and wasm outputs agree exactly; the tests
-//! below check each available path against the scalar one on the same inputs.
+//! reciprocals), and the reductions ([`sum_squares`], [`fir8`]) are defined with eight
+//! interleaved partial sums that every path reproduces. So native and wasm outputs agree
+//! exactly; the tests below check each available path against the scalar one on the same
+//! inputs. [`vectorized`] compiles ordinary Rust loops for AVX2 under the same rule.
 //!
 //! FMA is deliberately not used: a fused multiply-add rounds once where the scalar and wasm
 //! paths round twice, which would make native and wasm outputs differ.
