@@ -69,7 +69,7 @@ pub(super) struct Tables {
     pow43: &'static [f32; 8192 + 16],
     /// `2^(e/4)` for e in -100..=155.
     pow2: Vec<f32>,
-    /// TNS reflection coefficients by [coef_res][coef_compress][code] (4.6.9.3).
+    /// TNS reflection coefficients by `[coef_res][coef_compress][code]` (4.6.9.3).
     tns_coef: [[[f32; 16]; 2]; 2],
     windows: synth::Windows,
     long: synth::ImdctPlan,

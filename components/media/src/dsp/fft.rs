@@ -89,7 +89,7 @@ impl Plan {
     /// ([`Input::quarter`]), which go through the first two stages as they come and into
     /// bit-reversed order (no separate permutation pass); `y.finish` then takes the
     /// transform, on the same instruction set. Needs `n >= 16`. The results are the bits
-    /// of [`Plan::process_permuted_on`] (the tests' reference) on the permuted input.
+    /// of `Plan::process_permuted_on` (the tests' reference) on the permuted input.
     pub(crate) fn process_with(
         &self,
         re: &mut [f32],
@@ -176,7 +176,7 @@ fn first_two(re: &mut [f32], im: &mut [f32]) {
     }
 }
 
-/// [`first_two`] on an input in natural order (see [`Plan::process_with`]).
+/// The first two stages (h = 1, 2) on an input in natural order (see [`Plan::process_with`]).
 ///
 /// Block `b` of four (after bit reversal) holds `x[q]`, `x[q + n/2]`, `x[q + n/4]` and
 /// `x[q + 3n/4]` for `q = rev(4b)`, so four consecutive `q` are four blocks: their
