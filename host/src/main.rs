@@ -47,8 +47,9 @@ fn main() -> std::process::ExitCode {
 /// Every segment the native media path handles allocates a few MB of PCM (decoded audio, the
 /// mix, the speech-recognition copy) and frees it. glibc's defaults put such blocks in fresh
 /// `mmap`s or trim them off the heap on free, so each segment page-faults all of it back in:
-/// about 1,900 faults, 1–3 ms of a 10 ms media path (see `benches/`). With blocks up to 32 MiB
-/// on the heap and up to 128 MiB of free heap kept, the next segment reuses the same pages.
+/// about 1,900 faults per segment, 0.7 ms of the 9 ms media path in `media-table` and more on a
+/// loaded machine (see `benches/`). With blocks up to 32 MiB on the heap and up to 128 MiB of
+/// free heap kept, the next segment reuses the same pages.
 /// The benchmark processes apply the same settings (`dub_benches::dubhost_allocator`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
