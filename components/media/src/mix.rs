@@ -210,7 +210,7 @@ fn presence(
     speech_into: impl Fn(&mut [f32], usize, usize),
 ) -> Vec<(usize, usize)> {
     let block = (rate as usize / 100).max(1);
-    let attack = ((ATTACK_SECS * rate as f32) as usize).max(1);
+    let attack = ramp_frames(ATTACK_SECS, rate);
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut buf = vec![0.0f32; block * ch];
     for start in (0..n).step_by(block) {
@@ -230,6 +230,11 @@ fn presence(
     ranges
 }
 
+/// A ramp of `secs` in frames at `rate` (at least one).
+fn ramp_frames(secs: f32, rate: u32) -> usize {
+    ((secs * rate as f32) as usize).max(1)
+}
+
 /// The background's gain frame by frame: toward the ducked level inside the ranges (attack
 /// step per frame), back toward full level outside them (release step per frame).
 struct Envelope<'a> {
@@ -244,8 +249,10 @@ struct Envelope<'a> {
 
 impl<'a> Envelope<'a> {
     fn new(ranges: &'a [(usize, usize)], rate: u32, opts: &MixOptions) -> Self {
-        let attack = ((ATTACK_SECS * rate as f32) as usize).max(1);
-        let release = ((RELEASE_SECS * rate as f32) as usize).max(1);
+        let (attack, release) = (
+            ramp_frames(ATTACK_SECS, rate),
+            ramp_frames(RELEASE_SECS, rate),
+        );
         let low = 10f32.powf(-opts.duck_db / 20.0);
         Envelope {
             ranges,

@@ -32,6 +32,8 @@ use crate::error::{Error, Result};
 
 /// Samples per frame.
 const FRAME: usize = 1024;
+/// Most bands of one channel's access unit: eight short windows of at most 16 bands.
+const MAX_BANDS: usize = 8 * 16;
 /// Short windows per frame and their length.
 const SHORTS: usize = 8;
 const SHORT: usize = 128;
@@ -426,17 +428,16 @@ impl LcEncoder {
             Err(_) => return,
         };
         a.ms.clear();
-        const MAX: usize = 8 * 16;
-        let n = a.bands.len().min(b.bands.len()).min(MAX);
+        let n = a.bands.len().min(b.bands.len()).min(MAX_BANDS);
         // Per band: mid and side energies, then the choice in one branch-free loop over all
         // bands (it vectorizes), then M/S where chosen.
-        let (mut em, mut es) = ([0.0f32; MAX], [0.0f32; MAX]);
+        let (mut em, mut es) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
         for (i, band) in a.bands[..n].iter().enumerate() {
             let (s, e) = (band.start, band.end);
             (em[i], es[i]) = ms_energies(&a.coef[s..e], &b.coef[s..e]);
         }
-        let mut use_ms = [false; MAX];
-        let mut tm = [0.0f32; MAX];
+        let mut use_ms = [false; MAX_BANDS];
+        let mut tm = [0.0f32; MAX_BANDS];
         for i in 0..n {
             let (bl, br) = (&a.bands[i], &b.bands[i]);
             // M and S each get half the smaller threshold: L = M + S, R = M - S.
@@ -657,7 +658,7 @@ impl Chan {
         // Spread the energy densities within each group: -12 dB per band upwards, -25 dB
         // downwards.
         let per_group = max_sfb.max(1);
-        let mut dens = [0.0f32; 8 * 16];
+        let mut dens = [0.0f32; MAX_BANDS];
         for (d, b) in dens.iter_mut().zip(&self.bands) {
             *d = b.energy / (b.end - b.start).max(1) as f32;
         }
@@ -688,9 +689,12 @@ impl Chan {
     /// |x|^(3/4) and the scalefactor limits of every band, once the values are final (after
     /// M/S).
     fn finish(&mut self) {
-        const MAX: usize = 8 * 16;
-        let n = self.bands.len().min(MAX);
-        let (mut root, mut max, mut lthr) = ([0.0f32; MAX], [0.0f32; MAX], [0.0f32; MAX]);
+        let n = self.bands.len().min(MAX_BANDS);
+        let (mut root, mut max, mut lthr) = (
+            [0.0f32; MAX_BANDS],
+            [0.0f32; MAX_BANDS],
+            [0.0f32; MAX_BANDS],
+        );
         for (i, band) in self.bands[..n].iter().enumerate() {
             // A band under the threshold in quiet is never coded: nothing to measure.
             if band.lthr.is_finite() {
@@ -700,7 +704,7 @@ impl Chan {
             lthr[i] = band.lthr;
         }
         // The scalefactors of all bands in one branch-free loop (it vectorizes).
-        let (mut base, mut min_sf) = ([0.0f32; MAX], [0i32; MAX]);
+        let (mut base, mut min_sf) = ([0.0f32; MAX_BANDS], [0i32; MAX_BANDS]);
         for i in 0..n {
             (base[i], min_sf[i]) = scalefactors(root[i], max[i], lthr[i]);
         }
@@ -1059,16 +1063,6 @@ impl Chan {
     /// The individual_channel_stream; with `spectral` false the spectral data is only
     /// counted (from the bits `quantize` found).
     fn emit_ics<S: Sink>(&self, out: &mut S, common_window: bool, spectral: bool) {
-        // On a local copy of the sink: written through its own buffer, a sink behind a
-        // reference would be reloaded from memory after every byte (the buffer may alias
-        // it); a local one stays in registers.
-        let mut local = std::mem::take(out);
-        self.emit_ics_local(&mut local, common_window, spectral);
-        *out = local;
-    }
-
-    #[inline(always)]
-    fn emit_ics_local<S: Sink>(&self, out: &mut S, common_window: bool, spectral: bool) {
         out.put(self.global_gain as u32 & 0xff, 8);
         if !common_window {
             self.emit_ics_info(out);
@@ -1203,7 +1197,6 @@ fn band_bits(q: &[i32], book: u8) -> (u32, u32) {
 }
 
 /// Huffman-code one band's values with `book` (1..=11).
-#[inline(always)]
 fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
     let Some(bk) = BOOKS.get(usize::from(book).wrapping_sub(1)) else {
         return;
@@ -1261,14 +1254,13 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
 }
 
 /// Where bits go: counted or written, through the same code.
-trait Sink: Default {
+trait Sink {
     fn put(&mut self, value: u32, bits: u32);
     fn align(&mut self);
     /// `bits` zero bits (counting only: spectral data already measured).
     fn skip(&mut self, bits: usize);
 }
 
-#[derive(Default)]
 struct BitCounter(usize);
 
 impl Sink for BitCounter {
@@ -1284,15 +1276,9 @@ impl Sink for BitCounter {
     }
 }
 
-/// MSB-first bit writer into a buffer of fixed capacity (an access unit's most bits): no
-/// growth, so a writer held in a local stays in registers. Bits past the capacity are
-/// dropped, and [`BitWriter::finish`] then returns fewer bytes than were counted (which the
-/// encoder reports as an error).
-#[derive(Default)]
+/// MSB-first bit writer.
 pub(crate) struct BitWriter {
-    buf: Vec<u8>,
-    /// Bytes written.
-    pos: usize,
+    bytes: Vec<u8>,
     acc: u64,
     n: u32,
 }
@@ -1300,20 +1286,19 @@ pub(crate) struct BitWriter {
 impl BitWriter {
     fn with_capacity(cap: usize) -> Self {
         BitWriter {
-            buf: vec![0; cap],
-            pos: 0,
+            bytes: Vec::with_capacity(cap),
             acc: 0,
             n: 0,
         }
     }
     fn clear(&mut self) {
-        self.pos = 0;
+        self.bytes.clear();
         self.acc = 0;
         self.n = 0;
     }
     fn finish(&mut self) -> Vec<u8> {
         self.align();
-        self.buf[..self.pos.min(self.buf.len())].to_vec()
+        self.bytes.clone()
     }
 }
 
@@ -1328,10 +1313,7 @@ impl Sink for BitWriter {
         if self.n >= 32 {
             self.n -= 32;
             let word = (self.acc >> self.n) as u32;
-            if let Some(d) = self.buf.get_mut(self.pos..self.pos + 4) {
-                d.copy_from_slice(&word.to_be_bytes());
-                self.pos += 4;
-            }
+            self.bytes.extend_from_slice(&word.to_be_bytes());
         }
     }
     fn align(&mut self) {
@@ -1339,10 +1321,7 @@ impl Sink for BitWriter {
         self.put(0, pad);
         while self.n >= 8 {
             self.n -= 8;
-            if let Some(d) = self.buf.get_mut(self.pos) {
-                *d = (self.acc >> self.n) as u8;
-                self.pos += 1;
-            }
+            self.bytes.push((self.acc >> self.n) as u8);
         }
     }
     fn skip(&mut self, mut bits: usize) {

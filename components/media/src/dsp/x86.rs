@@ -10,6 +10,18 @@ pub(crate) mod sse2 {
 
     use super::scalar;
 
+    /// The eight lanes of two vectors, `lo` first.
+    #[inline(always)]
+    fn lanes8(lo: __m128, hi: __m128) -> [f32; 8] {
+        let mut acc = [0.0f32; 8];
+        // SAFETY: `acc` holds 8 floats; unaligned stores.
+        unsafe {
+            _mm_storeu_ps(acc.as_mut_ptr(), lo);
+            _mm_storeu_ps(acc.as_mut_ptr().add(4), hi);
+        }
+        acc
+    }
+
     /// All-ones in the lanes of `x` that are NaN or infinite.
     #[target_feature(enable = "sse2")]
     #[inline]
@@ -47,13 +59,7 @@ pub(crate) mod sse2 {
             lo = _mm_add_ps(lo, _mm_mul_ps(a, a));
             hi = _mm_add_ps(hi, _mm_mul_ps(b, b));
         }
-        let mut acc = [0.0f32; 8];
-        // SAFETY: `acc` holds 8 floats; unaligned stores.
-        unsafe {
-            _mm_storeu_ps(acc.as_mut_ptr(), lo);
-            _mm_storeu_ps(acc.as_mut_ptr().add(4), hi);
-        }
-        scalar::fold8(acc, &x[n..])
+        scalar::fold8(lanes8(lo, hi), &x[n..])
     }
 
     /// # Safety
@@ -78,13 +84,7 @@ pub(crate) mod sse2 {
                 lo = _mm_add_ps(lo, _mm_mul_ps(h0, x0));
                 hi = _mm_add_ps(hi, _mm_mul_ps(h1, x1));
             }
-            let mut acc = [0.0f32; 8];
-            // SAFETY: `acc` holds 8 floats; unaligned stores.
-            unsafe {
-                _mm_storeu_ps(acc.as_mut_ptr(), lo);
-                _mm_storeu_ps(acc.as_mut_ptr().add(4), hi);
-            }
-            *o = scalar::fold8(acc, &[]);
+            *o = scalar::fold8(lanes8(lo, hi), &[]);
         }
     }
 
