@@ -225,18 +225,22 @@ impl LcEncoder {
     /// frame of look-ahead. Access unit `k` decodes (after overlap with unit `k - 1`) to
     /// plane frame `k + 1`.
     ///
-    /// The planes are read a frame at a time, twice (transients first, then the units):
-    /// `fill(f, bufs, at)` writes plane frame `f` of every channel `c` to
-    /// `bufs[c][at..at + 1024]`, the same samples on both passes.
+    /// The planes are read once, a frame at a time and in order, two frames ahead of the unit
+    /// being coded (the transient detector's look-ahead): `fill(f, bufs, at)` writes plane
+    /// frame `f` of every channel `c` to `bufs[c][at..at + 1024]`.
     pub(crate) fn encode(
         &mut self,
         frames: usize,
         mut fill: impl FnMut(usize, &mut [Vec<f32>], usize),
     ) -> Result<Vec<Vec<u8>>> {
-        let seqs = self.window_sequences(frames, &mut fill);
-        // The current unit's MDCT input per channel: two frames, in a ring of two buffers.
-        let mut ring: [Vec<Vec<f32>>; 2] =
+        // Plane frames per channel in a ring of three: the current unit's MDCT input (two
+        // frames) and the frame after it.
+        let mut ring: [Vec<Vec<f32>>; 3] =
             std::array::from_fn(|_| vec![vec![0.0; FRAME]; self.channels]);
+        let mut transients = Transients::new(self.channels, frames);
+        let mut filled = 0usize;
+        // Each element's window sequence so far.
+        let mut prev = vec![Seq::OnlyLong; self.elements.len()];
         let mut out = Vec::with_capacity(frames);
         // About 20 dB below the spread masking threshold: where speech at 32 kbps/channel
         // lands; the search moves from there.
@@ -244,17 +248,22 @@ impl LcEncoder {
         let mut reservoir = self.avg_bits;
         let max_bits = 6144 * self.channels;
         let mut w = BitWriter::with_capacity(max_bits / 8 + 8);
-        fill(0, &mut ring[0], 0);
         // Step 0 warms the rate control up on the frame before the segment (its unit is
         // not emitted), so a segment starts where a continuous encode would be.
         for step in 0..=frames {
-            fill(step + 1, &mut ring[(step + 1) % 2], 0);
-            let [a, b] = &ring;
-            let (lo, hi) = if step % 2 == 0 { (a, b) } else { (b, a) };
-            for (e, el_seqs) in seqs.iter().enumerate() {
+            // Unit `step - 1` needs plane frames `step` and `step + 1`; its window sequence
+            // looks one frame further.
+            while filled <= (step + 2).min(frames + 1) {
+                let bufs = &mut ring[filled % 3];
+                fill(filled, bufs, 0);
+                transients.push(bufs);
+                filled += 1;
+            }
+            let (lo, hi) = (&ring[step % 3], &ring[(step + 1) % 3]);
+            for (e, prev) in prev.iter_mut().enumerate() {
                 let el = self.elements[e];
                 let (seq, attack) = match step.checked_sub(1) {
-                    Some(k) => el_seqs[k],
+                    Some(k) => transients.sequence(el, k, prev),
                     None => (Seq::OnlyLong, 0),
                 };
                 for c in el.channels() {
@@ -280,7 +289,7 @@ impl LcEncoder {
             reservoir = (reservoir + self.avg_bits - bits as f64).clamp(0.0, 4.0 * self.avg_bits);
             w.clear();
             self.emit(&mut w, true);
-            let au = w.finish();
+            let au = w.finish().unwrap_or_default();
             if au.len() * 8 != bits {
                 return Err(Error::internal(format!(
                     "AAC encoder counted {bits} bits, wrote {}",
@@ -290,91 +299,6 @@ impl LcEncoder {
             out.push(au);
         }
         Ok(out)
-    }
-
-    /// Window sequence and attack window per element and access unit, from a first pass over
-    /// the planes (`fill` into `buf`, two frames per channel).
-    fn window_sequences(
-        &self,
-        frames: usize,
-        fill: &mut impl FnMut(usize, &mut [Vec<f32>], usize),
-    ) -> Vec<Vec<(Seq, usize)>> {
-        let mut buf = vec![vec![0.0f32; 2 * FRAME]; self.channels];
-        let blocks = (frames + 2) * FRAME / SHORT;
-        // High-passed energy per 128-sample block, per channel: first difference (into the
-        // buffer's second frame; vectorizes), then the dsp kernel's sum of squares per block.
-        let mut energy: Vec<Vec<f32>> = vec![Vec::with_capacity(blocks); buf.len()];
-        let mut prev = vec![0.0f32; buf.len()];
-        for f in 0..frames + 2 {
-            fill(f, &mut buf, 0);
-            for ((p, e), last) in buf.iter_mut().zip(&mut energy).zip(&mut prev) {
-                let (x, d) = p.split_at_mut(FRAME);
-                d[0] = x[0] - *last;
-                for (d, w) in d[1..].iter_mut().zip(x.windows(2)) {
-                    *d = w[1] - w[0];
-                }
-                *last = x[FRAME - 1];
-                e.extend(d.chunks_exact(SHORT).map(crate::dsp::sum_squares));
-            }
-        }
-        // attack(c, k): the short window of unit k with the strongest attack, if any. Unit
-        // k's short windows are centred on blocks 8(k+1)+4+w; the blocks one before and one
-        // after are looked at too, because a transient there also reaches the neighbour's
-        // LONG_START / LONG_STOP slope: both units then go short.
-        let attack = |c: usize, k: usize| -> Option<usize> {
-            let e = &energy[c];
-            let base = 8 * (k + 1) + 4;
-            let mut best: Option<(f32, usize)> = None;
-            for b in base - 1..base + SHORTS + 1 {
-                if b >= blocks || b < 8 {
-                    continue;
-                }
-                let past = e[b - 8..b].iter().sum::<f32>() / 8.0;
-                let now = e[b];
-                // 10 dB over the last 1024 samples, and above about -50 dBFS.
-                if now > 5e-3 && now > 10.0 * past.max(1e-6) {
-                    let r = now / past.max(1e-6);
-                    if best.is_none_or(|(br, _)| r > br) {
-                        best = Some((r, (b - base.min(b)).min(SHORTS - 1)));
-                    }
-                }
-            }
-            best.map(|(_, wdw)| wdw)
-        };
-        self.elements
-            .iter()
-            .map(|el| {
-                let chans = el.channels();
-                let short: Vec<Option<usize>> = (0..=frames)
-                    .map(|k| {
-                        if k == 0 || k + 1 >= frames || matches!(el, Elem::Lfe(_)) {
-                            None
-                        } else {
-                            chans.clone().filter_map(|c| attack(c, k)).min()
-                        }
-                    })
-                    .collect();
-                let mut prev = Seq::OnlyLong;
-                (0..frames)
-                    .map(|k| {
-                        let now = short[k].is_some();
-                        let next = short.get(k + 1).is_some_and(Option::is_some);
-                        let was = matches!(prev, Seq::EightShort | Seq::LongStart);
-                        let seq = if now || (next && was) {
-                            Seq::EightShort
-                        } else if next {
-                            Seq::LongStart
-                        } else if was {
-                            Seq::LongStop
-                        } else {
-                            Seq::OnlyLong
-                        };
-                        prev = seq;
-                        (seq, short[k].unwrap_or(0))
-                    })
-                    .collect()
-            })
-            .collect()
     }
 
     /// Window, transform and measure one channel of one access unit.
@@ -544,6 +468,101 @@ impl LcEncoder {
         }
         *offset = o;
         bits
+    }
+}
+
+/// The transient detector: high-passed energy per 128-sample block of each channel, as the
+/// plane frames arrive, and from it each unit's window sequence.
+struct Transients {
+    /// Units in the segment.
+    frames: usize,
+    /// Per channel: the energy of every block of the frames pushed so far.
+    energy: Vec<Vec<f32>>,
+    /// Per channel: the last sample pushed.
+    last: Vec<f32>,
+    /// First differences of one frame.
+    diff: Vec<f32>,
+}
+
+impl Transients {
+    fn new(channels: usize, frames: usize) -> Self {
+        let blocks = (frames + 2) * FRAME / SHORT;
+        Transients {
+            frames,
+            energy: vec![Vec::with_capacity(blocks); channels],
+            last: vec![0.0; channels],
+            diff: vec![0.0; FRAME],
+        }
+    }
+
+    /// The next plane frame of every channel: the first difference (vectorizes), then the
+    /// dsp kernel's sum of squares per block.
+    fn push(&mut self, planes: &[Vec<f32>]) {
+        let d = &mut self.diff[..];
+        for ((p, e), last) in planes.iter().zip(&mut self.energy).zip(&mut self.last) {
+            let x = &p[..FRAME];
+            d[0] = x[0] - *last;
+            for (d, w) in d[1..].iter_mut().zip(x.windows(2)) {
+                *d = w[1] - w[0];
+            }
+            *last = x[FRAME - 1];
+            e.extend(d.chunks_exact(SHORT).map(crate::dsp::sum_squares));
+        }
+    }
+
+    /// The short window of unit `k` with the strongest attack on channel `c`, if any. Unit
+    /// k's short windows are centred on blocks 8(k+1)+4+w; the blocks one before and one
+    /// after are looked at too, because a transient there also reaches the neighbour's
+    /// LONG_START / LONG_STOP slope: both units then go short. Reads blocks up to
+    /// 8(k+1)+12, in plane frame k + 2.
+    fn attack(&self, c: usize, k: usize) -> Option<usize> {
+        let e = &self.energy[c];
+        let base = 8 * (k + 1) + 4;
+        let mut best: Option<(f32, usize)> = None;
+        for b in base - 1..base + SHORTS + 1 {
+            if b >= e.len() || b < 8 {
+                continue;
+            }
+            let past = e[b - 8..b].iter().sum::<f32>() / 8.0;
+            let now = e[b];
+            // 10 dB over the last 1024 samples, and above about -50 dBFS.
+            if now > 5e-3 && now > 10.0 * past.max(1e-6) {
+                let r = now / past.max(1e-6);
+                if best.is_none_or(|(br, _)| r > br) {
+                    best = Some((r, (b - base.min(b)).min(SHORTS - 1)));
+                }
+            }
+        }
+        best.map(|(_, wdw)| wdw)
+    }
+
+    /// The earliest attack window of unit `k` over the element's channels (none in the first
+    /// and last two units, nor on an LFE).
+    fn short(&self, el: Elem, k: usize) -> Option<usize> {
+        if k == 0 || k + 1 >= self.frames || matches!(el, Elem::Lfe(_)) {
+            return None;
+        }
+        el.channels().filter_map(|c| self.attack(c, k)).min()
+    }
+
+    /// Window sequence and attack window of unit `k` of `el`, after the element's previous
+    /// sequence `prev` (updated). Needs plane frames up to k + 3 pushed.
+    fn sequence(&self, el: Elem, k: usize, prev: &mut Seq) -> (Seq, usize) {
+        let short = self.short(el, k);
+        let now = short.is_some();
+        let next = self.short(el, k + 1).is_some();
+        let was = matches!(*prev, Seq::EightShort | Seq::LongStart);
+        let seq = if now || (next && was) {
+            Seq::EightShort
+        } else if next {
+            Seq::LongStart
+        } else if was {
+            Seq::LongStop
+        } else {
+            Seq::OnlyLong
+        };
+        *prev = seq;
+        (seq, short.unwrap_or(0))
     }
 }
 
@@ -1276,9 +1295,15 @@ impl Sink for BitCounter {
     }
 }
 
-/// MSB-first bit writer.
+/// MSB-first bit writer without a branch per write: every `put` stores the pending bits as
+/// one 8-byte word at the write position and moves it on by the whole bytes among them (the
+/// bytes after it are rewritten by the next store). The buffer is sized once for the largest
+/// access unit, plus the 8 bytes a store may reach past it.
 pub(crate) struct BitWriter {
-    bytes: Vec<u8>,
+    buf: Vec<u8>,
+    /// Bytes written.
+    pos: usize,
+    /// The pending bits at the low end of `acc` (fewer than 8 between writes).
     acc: u64,
     n: u32,
 }
@@ -1286,43 +1311,45 @@ pub(crate) struct BitWriter {
 impl BitWriter {
     fn with_capacity(cap: usize) -> Self {
         BitWriter {
-            bytes: Vec::with_capacity(cap),
+            buf: vec![0; cap + 8],
+            pos: 0,
             acc: 0,
             n: 0,
         }
     }
     fn clear(&mut self) {
-        self.bytes.clear();
+        self.pos = 0;
         self.acc = 0;
         self.n = 0;
     }
-    fn finish(&mut self) -> Vec<u8> {
+    /// The bytes written, after padding to a byte boundary; `None` past the capacity.
+    fn finish(&mut self) -> Option<Vec<u8>> {
         self.align();
-        self.bytes.clone()
+        (self.pos + 8 <= self.buf.len()).then(|| self.buf[..self.pos].to_vec())
     }
 }
 
 impl Sink for BitWriter {
     #[inline(always)]
     fn put(&mut self, value: u32, bits: u32) {
-        // At most 31 bits are pending, so 32 more fit in the 64-bit accumulator.
-        debug_assert!(bits <= 32 && self.n < 32);
+        // Fewer than 8 bits are pending, so 32 more fit in the 64-bit accumulator.
+        debug_assert!(bits <= 32 && self.n < 8);
         let mask = (1u64 << bits) - 1;
         self.acc = (self.acc << bits) | (u64::from(value) & mask);
         self.n += bits;
-        if self.n >= 32 {
-            self.n -= 32;
-            let word = (self.acc >> self.n) as u32;
-            self.bytes.extend_from_slice(&word.to_be_bytes());
+        // The pending bits at the top of a big-endian word (with n = 0 the word is stale and
+        // nothing moves on).
+        let word = self.acc.wrapping_shl(64 - self.n).to_be_bytes();
+        // Past the capacity nothing is stored and `finish` reports it.
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + 8) {
+            dst.copy_from_slice(&word);
+            self.pos += (self.n >> 3) as usize;
         }
+        self.n &= 7;
     }
     fn align(&mut self) {
         let pad = (8 - self.n % 8) % 8;
         self.put(0, pad);
-        while self.n >= 8 {
-            self.n -= 8;
-            self.bytes.push((self.acc >> self.n) as u8);
-        }
     }
     fn skip(&mut self, mut bits: usize) {
         while bits > 0 {
