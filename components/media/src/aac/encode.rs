@@ -681,13 +681,22 @@ impl Chan {
         for (d, b) in dens.iter_mut().zip(&self.bands) {
             *d = b.energy / (b.end - b.start).max(1) as f32;
         }
+        // The downward spread of the upward-spread densities equals the larger of the upward
+        // and the downward spread of the densities themselves (a multiplication by a positive
+        // constant is monotonic, also rounded, and never raises a value below 1): the two
+        // chains are independent and run interleaved, the same bits as one after the other.
+        // The densities are finite and non-negative, so `max` needs no NaN handling.
+        let max = |a: f32, b: f32| if a > b { a } else { b };
         for g0 in (0..n).step_by(per_group) {
             let g1 = (g0 + per_group).min(n);
-            for i in g0 + 1..g1 {
-                dens[i] = dens[i].max(dens[i - 1] * 0.063);
+            let (mut up, mut down) = (dens, dens);
+            for k in 1..g1 - g0 {
+                let (i, j) = (g0 + k, g1 - 1 - k);
+                up[i] = max(up[i], up[i - 1] * 0.063);
+                down[j] = max(down[j], down[j + 1] * 0.0032);
             }
-            for i in (g0..g1.saturating_sub(1)).rev() {
-                dens[i] = dens[i].max(dens[i + 1] * 0.0032);
+            for i in g0..g1 {
+                dens[i] = max(up[i], down[i]);
             }
         }
         for i in 0..n {
