@@ -167,18 +167,32 @@ struct PostRotate<'a> {
 }
 
 impl Output for PostRotate<'_> {
+    /// Four k from the front and the mirrored four from the back at a time: each four's
+    /// doubled Q's zipped with the other four's doubled P's reversed.
     #[inline(always)]
     fn finish<V: Quad>(&mut self, re: &[f32], im: &[f32]) {
-        let (out, _) = self.out.as_chunks_mut::<2>();
-        let n = out.len();
-        let rotated = re
-            .iter()
-            .zip(im)
-            .zip(self.tc.iter().zip(self.ts))
-            .map(|((&r, &i), (&c, &sn))| cmul(r, i, -sn, -c));
-        for (k, (p, q)) in rotated.enumerate().take(n) {
-            out[k][0] = 2.0 * q;
-            out[n - 1 - k][1] = 2.0 * p;
+        let n = self.out.len() / 2;
+        let (re, im, tc, ts) = (&re[..n], &im[..n], &self.tc[..n], &self.ts[..n]);
+        let two = V::load(&[2.0; 4]);
+        // (2 P_k, 2 Q_k) for the four k from k0: cmul(re, im, -sin, -cos).
+        let pq = |k0: usize| {
+            let (r, i) = (V::load(&re[k0..]), V::load(&im[k0..]));
+            let (c, s) = (V::load(&tc[k0..]).neg(), V::load(&ts[k0..]).neg());
+            let p = r.mul(s).sub(i.mul(c));
+            let q = r.mul(c).add(i.mul(s));
+            (two.mul(p), two.mul(q))
+        };
+        let (out, _) = self.out.as_chunks_mut::<4>();
+        for k0 in (0..n / 2).step_by(4) {
+            let kb = n - 4 - k0;
+            let ((pf, qf), (pb, qb)) = (pq(k0), pq(kb));
+            for (k, q, p) in [(k0, qf, pb), (kb, qb, pf)] {
+                let [a, b] = V::zip(q, p.rev());
+                if let [lo, hi] = &mut out[k / 2..k / 2 + 2] {
+                    a.store(lo);
+                    b.store(hi);
+                }
+            }
         }
     }
 }
