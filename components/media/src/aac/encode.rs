@@ -1229,32 +1229,26 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
     let Some(bk) = BOOKS.get(usize::from(book).wrapping_sub(1)) else {
         return;
     };
+    let b = usize::from(book) - 1;
     let (m, lav) = (bk.modulus(), bk.lav);
-    let words = WORDS
-        .get(usize::from(book) - 1)
-        .map_or(&[][..], Vec::as_slice);
+    let words = if bk.signed {
+        &WORDS[b]
+    } else {
+        &SIGNED_WORDS[b]
+    };
     let word = |idx: usize| {
         let w = words.get(idx).copied().unwrap_or(0);
         (w >> 8, w & 0xff)
     };
-    // Unsigned books: the sign bits of the nonzero values follow the codeword, in one write
-    // of at most 16 + 4 bits.
-    let signs = |t: &[i32], (mut c, mut l): (u32, u32)| {
-        for &v in t {
-            let nz = u32::from(v != 0);
-            c = (c << nz) | u32::from(v < 0);
-            l += nz;
-        }
-        (c, l)
-    };
-    // One loop per tuple layout, so the layout is not decided per tuple.
+    // One loop per tuple layout, so the layout is not decided per tuple; one table lookup
+    // and one write per tuple (unsigned books: with the sign bits).
     match (bk.dim, bk.signed) {
         (4, true) => q.chunks_exact(4).for_each(|t| {
             let (c, l) = word(quad_signed(t));
             out.put(c, l);
         }),
         (4, false) => q.chunks_exact(4).for_each(|t| {
-            let (c, l) = signs(t, word(quad_unsigned(t)));
+            let (c, l) = word(quad_signed_lav2(t));
             out.put(c, l);
         }),
         (_, true) => q.chunks_exact(2).for_each(|t| {
@@ -1262,11 +1256,12 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
             out.put(c, l);
         }),
         _ if book != tables::ESC_HCB => q.chunks_exact(2).for_each(|t| {
-            let (c, l) = signs(t, word(pair_unsigned(t, m)));
+            let (c, l) = word(pair_signed(t, 2 * lav + 1, lav));
             out.put(c, l);
         }),
         _ => q.chunks_exact(2).for_each(|t| {
-            let (c, l) = signs(t, word(pair_unsigned(t, m)));
+            let e = [t[0].clamp(-16, 16), t[1].clamp(-16, 16)];
+            let (c, l) = word(pair_signed(&e, 33, 16));
             out.put(c, l);
             for &v in t {
                 let v = v.unsigned_abs();
@@ -1280,6 +1275,51 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
         }),
     }
 }
+
+/// Index of a quad of values in -2..=2 among all 625 (books 3 and 4 in [`SIGNED_WORDS`]).
+#[inline(always)]
+fn quad_signed_lav2(t: &[i32]) -> usize {
+    (125 * (t[0] + 2) + 25 * (t[1] + 2) + 5 * (t[2] + 2) + (t[3] + 2)) as usize
+}
+
+/// [`WORDS`] of the unsigned books (3, 4, 7–11) by signed tuple, each codeword followed by
+/// the sign bits of its nonzero values (at most 16 + 4 bits): quads by
+/// [`quad_signed_lav2`], pairs by [`pair_signed`] with the book's lav (book 11: 16, the
+/// values clamped to it). Signed books: empty.
+static SIGNED_WORDS: std::sync::LazyLock<[Vec<u32>; 11]> = std::sync::LazyLock::new(|| {
+    std::array::from_fn(|b| {
+        let bk = &BOOKS[b];
+        if bk.signed {
+            return Vec::new();
+        }
+        let span = 2 * bk.lav + 1;
+        (0..span.pow(bk.dim as u32))
+            .map(|si| {
+                // The tuple: si's digits in base `span`, most significant first, less lav.
+                let mut v = [0i32; 4];
+                let mut x = si;
+                for k in (0..bk.dim).rev() {
+                    v[k] = x % span - bk.lav;
+                    x /= span;
+                }
+                let t = &v[..bk.dim];
+                let idx = if bk.dim == 4 {
+                    quad_unsigned(t)
+                } else {
+                    pair_unsigned(t, bk.modulus())
+                };
+                let w = WORDS[b].get(idx).copied().unwrap_or(0);
+                let (mut c, mut l) = (w >> 8, w & 0xff);
+                for &v in t {
+                    let nz = u32::from(v != 0);
+                    c = (c << nz) | u32::from(v < 0);
+                    l += nz;
+                }
+                c << 8 | l
+            })
+            .collect()
+    })
+});
 
 /// Where bits go: counted or written, through the same code.
 trait Sink {
