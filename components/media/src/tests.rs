@@ -451,12 +451,12 @@ fn decode_stream<'a>(t: &AudioTrack, aus: impl ExactSizeIterator<Item = &'a [u8]
 ///
 /// Measured (syom is deterministic, so these are exact):
 /// - real segments s1 | s2 through `remux_audio_with_lookahead` (one join at frame 193 536):
-///   (a) continuous: whole 24.5 dB, join 24.3 dB; (b) per segment: whole 24.4 dB, join 24.2 dB
-///   (without lookahead the join was 9.5 dB, see `remux_join_stays_in_sync`);
+///   (a) continuous: whole 24.7 dB, join 24.9 dB; (b) per segment: whole 24.4 dB, join 25.8 dB
+///   (without lookahead the join was 9.9 dB, see `remux_join_stays_in_sync`);
 /// - the same signal cut into 4 chunks after 57, 150 and 262 access units (3 more joins), each
-///   encoded on its own: whole 24.5 dB, joins 24.7, 24.3 and 22.6 dB, the continuous encode
-///   24.7, 24.3 and 22.6 dB at the same places (the third window is harder material, not a
-///   join artefact: the continuous encode does no better there).
+///   encoded on its own: whole 24.8 dB, joins 22.9, 25.6 and 22.5 dB, the continuous encode
+///   22.5, 24.2 and 21.5 dB at the same places (the first and third windows are harder
+///   material, not a join artefact: the continuous encode does no better there).
 #[test]
 fn segment_by_segment_matches_continuous_encode() {
     let init = read(CLEAR_INIT);
