@@ -1351,24 +1351,32 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
         (w >> 8, w & 0xff)
     };
     // One loop per tuple layout, so the layout is not decided per tuple; one table lookup
-    // and one write per tuple (unsigned books: with the sign bits).
+    // per tuple (unsigned books: with the sign bits) and one write per two tuples (two
+    // codewords take at most 2 x 20 bits). Bands are whole quads, so pairs come in twos.
     match (bk.dim, bk.signed) {
-        (4, true) => q.chunks_exact(4).for_each(|t| {
-            let (c, l) = word(quad_signed(t));
-            out.put(c, l);
-        }),
-        (4, false) => q.chunks_exact(4).for_each(|t| {
-            let (c, l) = word(quad_signed_lav2(t));
-            out.put(c, l);
-        }),
-        (_, true) => q.chunks_exact(2).for_each(|t| {
-            let (c, l) = word(pair_signed(t, m, lav));
-            out.put(c, l);
-        }),
-        _ if book != tables::ESC_HCB => q.chunks_exact(2).for_each(|t| {
-            let (c, l) = word(pair_signed(t, 2 * lav + 1, lav));
-            out.put(c, l);
-        }),
+        (4, signed) => {
+            let index = |t: &[i32]| {
+                if signed {
+                    quad_signed(t)
+                } else {
+                    quad_signed_lav2(t)
+                }
+            };
+            let mut eights = q.chunks_exact(8);
+            eights.by_ref().for_each(|t| two(out, words, t, index));
+            if let Ok(t) = <&[i32; 4]>::try_from(eights.remainder()) {
+                let (c, l) = word(index(t));
+                out.put(c, l);
+            }
+        }
+        (_, true) => q
+            .chunks_exact(4)
+            .for_each(|t| two(out, words, t, |t| pair_signed(t, m, lav))),
+        _ if book != tables::ESC_HCB => {
+            let span = 2 * lav + 1;
+            q.chunks_exact(4)
+                .for_each(|t| two(out, words, t, |t| pair_signed(t, span, lav)));
+        }
         _ => q.chunks_exact(2).for_each(|t| {
             let e = [t[0].clamp(-16, 16), t[1].clamp(-16, 16)];
             let (c, l) = word(pair_signed(&e, 33, 16));
@@ -1384,6 +1392,19 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
             }
         }),
     }
+}
+
+/// Two tuples (the halves of `t`) in one write: their codewords (from `words` at `index`)
+/// take at most 2 x 20 bits.
+#[inline(always)]
+fn two<S: Sink>(out: &mut S, words: &[u32], t: &[i32], index: impl Fn(&[i32]) -> usize) {
+    let word = |idx: usize| {
+        let w = words.get(idx).copied().unwrap_or(0);
+        (w >> 8, w & 0xff)
+    };
+    let half = t.len() / 2;
+    let ((c0, l0), (c1, l1)) = (word(index(&t[..half])), word(index(&t[half..])));
+    out.put_wide(u64::from(c0) << l1 | u64::from(c1), l0 + l1);
 }
 
 /// Index of a quad of values in -2..=2 among all 625 (books 3 and 4 in [`SIGNED_WORDS`]).
@@ -1434,6 +1455,8 @@ static SIGNED_WORDS: std::sync::LazyLock<[Vec<u32>; 11]> = std::sync::LazyLock::
 /// Where bits go: counted or written, through the same code.
 trait Sink {
     fn put(&mut self, value: u32, bits: u32);
+    /// Up to 56 bits (`value < 2^bits`).
+    fn put_wide(&mut self, value: u64, bits: u32);
     fn align(&mut self);
     /// `bits` zero bits (counting only: spectral data already measured).
     fn skip(&mut self, bits: usize);
@@ -1444,6 +1467,10 @@ struct BitCounter(usize);
 impl Sink for BitCounter {
     #[inline(always)]
     fn put(&mut self, _value: u32, bits: u32) {
+        self.0 += bits as usize;
+    }
+    #[inline(always)]
+    fn put_wide(&mut self, _value: u64, bits: u32) {
         self.0 += bits as usize;
     }
     fn align(&mut self) {
@@ -1491,10 +1518,14 @@ impl BitWriter {
 impl Sink for BitWriter {
     #[inline(always)]
     fn put(&mut self, value: u32, bits: u32) {
-        // Fewer than 8 bits are pending, so 32 more fit in the 64-bit accumulator.
-        debug_assert!(bits <= 32 && self.n < 8);
         let mask = (1u64 << bits) - 1;
-        self.acc = (self.acc << bits) | (u64::from(value) & mask);
+        self.put_wide(u64::from(value) & mask, bits);
+    }
+    #[inline(always)]
+    fn put_wide(&mut self, value: u64, bits: u32) {
+        // Fewer than 8 bits are pending, so 56 more fit in the 64-bit accumulator.
+        debug_assert!(bits <= 56 && self.n < 8 && value >> bits == 0);
+        self.acc = (self.acc << bits) | value;
         self.n += bits;
         // The pending bits at the top of a big-endian word (with n = 0 the word is stale and
         // nothing moves on).
