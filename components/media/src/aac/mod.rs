@@ -172,11 +172,36 @@ impl Aligned<'_> {
         self.checked.set(r);
     }
 
+    /// Record audio frames `[from, to)` as finite (checked by the caller), in order.
+    fn checked_finite(&self, from: usize, to: usize) {
+        let r = match self.checked.replace(Ok(0)) {
+            Ok(done) if done == from => Ok(to),
+            other => other,
+        };
+        self.checked.set(r);
+    }
+
     /// Write plane frame `f` of every channel `c` to `out[c][at..at + FRAME]`.
     fn frame(&self, f: usize, out: &mut [Vec<f32>], at: usize) {
         let ch = usize::from(self.audio.channels).max(1);
         let n = self.frames * FRAME;
         let audio = &self.audio.samples;
+        // A stereo audio frame wholly available (nearly every frame): split, clipped and
+        // checked in one pass.
+        if ch == 2 && (1..=self.frames).contains(&f) && f * FRAME <= self.avail {
+            let s0 = (f - 1) * FRAME;
+            if let [l, r] = out
+                && let (Some(l), Some(r)) = (l.get_mut(at..at + FRAME), r.get_mut(at..at + FRAME))
+            {
+                let src = &audio[2 * s0..2 * (s0 + FRAME)];
+                if crate::dsp::deinterleave2_clamp(src, l, r) {
+                    self.checked_finite(s0, s0 + FRAME);
+                } else {
+                    self.check(s0, s0 + FRAME);
+                }
+                return;
+            }
+        }
         // Plane sample `i` of channel `c` within the audio (zero past what is available).
         let sample = |i: usize, c: usize| {
             if i < self.avail {
@@ -203,9 +228,6 @@ impl Aligned<'_> {
                 if c == 0 {
                     self.check(s0, (s0 + FRAME).min(self.avail));
                 }
-                if ch == 2 && s0 + FRAME <= self.avail {
-                    continue; // both channels below, in one pass
-                }
                 for (t, d) in d.iter_mut().enumerate() {
                     *d = sample(s0 + t, c);
                 }
@@ -226,16 +248,6 @@ impl Aligned<'_> {
                     }
                     None => d.fill(0.0),
                 }
-            }
-        }
-        if ch == 2 && (1..=self.frames).contains(&f) && f * FRAME <= self.avail {
-            let s0 = (f - 1) * FRAME;
-            if let [l, r] = out {
-                crate::dsp::deinterleave2(
-                    &audio[2 * s0..2 * (s0 + FRAME)],
-                    &mut l[at..at + FRAME],
-                    &mut r[at..at + FRAME],
-                );
             }
         }
         for plane in out.iter_mut() {

@@ -224,6 +224,18 @@ pub(crate) fn deinterleave2_on(isa: Isa, x: &[f32], l: &mut [f32], r: &mut [f32]
     dispatch!(isa, deinterleave2(x, l, r))
 }
 
+/// [`deinterleave2`] then [`sanitize_clamp`] on both halves, in one pass; returns whether
+/// every value of `x` it read was finite.
+pub(crate) fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
+    deinterleave2_clamp_on(best(), x, l, r)
+}
+
+pub(crate) fn deinterleave2_clamp_on(isa: Isa, x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
+    let n = l.len().min(r.len());
+    let (x, l, r) = (&x[..2 * n], &mut l[..n], &mut r[..n]);
+    dispatch!(isa, deinterleave2_clamp(x, l, r))
+}
+
 /// Background times a per-frame gain plus speech, through the soft limiter, in place over the
 /// speech: `io[f*ch + c] = soft_limit(bg[f*ch + c] * gain[f] + io[f*ch + c])`.
 ///

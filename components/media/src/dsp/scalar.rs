@@ -105,6 +105,14 @@ pub(crate) fn deinterleave2(x: &[f32], l: &mut [f32], r: &mut [f32]) {
     }
 }
 
+pub(crate) fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
+    let finite = all_finite(&x[..2 * l.len().min(r.len())]);
+    deinterleave2(x, l, r);
+    sanitize_clamp(l);
+    sanitize_clamp(r);
+    finite
+}
+
 pub(crate) fn duck_mix(bg: &[f32], gain: &[f32], ch: usize, io: &mut [f32]) {
     for ((b, o), g) in bg.chunks_exact(ch).zip(io.chunks_exact_mut(ch)).zip(gain) {
         for (o, b) in o.iter_mut().zip(b) {

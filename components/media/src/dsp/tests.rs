@@ -203,6 +203,33 @@ fn layout_kernels_match_scalar_bit_for_bit() {
                 (bits(&l), bits(&r)),
                 "{isa:?} n={n}"
             );
+
+            // Split, clipped and checked in one pass: the two passes' bits, and the finiteness
+            // of the input, with a bad value in the last (scalar tail) pair too.
+            for x in [got.clone(), rng.signal(2 * n, 3.0, false)] {
+                let (mut wl, mut wr) = (
+                    x.iter().step_by(2).copied().collect::<Vec<_>>(),
+                    x.iter().skip(1).step_by(2).copied().collect::<Vec<_>>(),
+                );
+                scalar::sanitize_clamp(&mut wl);
+                scalar::sanitize_clamp(&mut wr);
+                let (mut gl, mut gr) = (vec![0.0; n], vec![0.0; n]);
+                let finite = deinterleave2_clamp_on(isa, &x, &mut gl, &mut gr);
+                assert_eq!(
+                    (bits(&gl), bits(&gr)),
+                    (bits(&wl), bits(&wr)),
+                    "{isa:?} n={n}"
+                );
+                assert_eq!(finite, x.iter().all(|v| v.is_finite()), "{isa:?} n={n}");
+                if n > 0 {
+                    let mut y = x.clone();
+                    y[2 * n - 1] = f32::NAN;
+                    assert!(
+                        !deinterleave2_clamp_on(isa, &y, &mut gl, &mut gr),
+                        "{isa:?} n={n}"
+                    );
+                }
+            }
         }
     }
 }

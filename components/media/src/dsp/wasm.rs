@@ -159,6 +159,30 @@ pub(crate) fn sanitize_clamp(x: &mut [f32]) {
     scalar::sanitize_clamp(&mut x[n..]);
 }
 
+pub(crate) fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
+    let n = l.len() / 4 * 4;
+    let (xp, lp, rp) = (x.as_ptr(), l.as_mut_ptr(), r.as_mut_ptr());
+    let (lo, hi) = (f32x4_splat(-1.0), f32x4_splat(1.0));
+    let mut bad = u32x4_splat(0);
+    for i in (0..n).step_by(4) {
+        // SAFETY: x holds 2 * l.len() values, r.len() == l.len() (caller); i + 4 <= n.
+        unsafe {
+            let (a, b) = (ld(xp.add(2 * i)), ld(xp.add(2 * i + 4)));
+            for (v, p) in [
+                (i32x4_shuffle::<0, 2, 4, 6>(a, b), lp.add(i)),
+                (i32x4_shuffle::<1, 3, 5, 7>(a, b), rp.add(i)),
+            ] {
+                let nf = non_finite(v);
+                bad = v128_or(bad, nf);
+                let c = f32x4_pmin(f32x4_pmax(v, lo), hi);
+                st(p, v128_andnot(c, nf));
+            }
+        }
+    }
+    let tail = scalar::deinterleave2_clamp(&x[2 * n..], &mut l[n..], &mut r[n..]);
+    !v128_any_true(bad) && tail
+}
+
 pub(crate) fn downmix2(x: &[f32], out: &mut [f32]) {
     let n = out.len() / 4 * 4;
     let (xp, op) = (x.as_ptr(), out.as_mut_ptr());

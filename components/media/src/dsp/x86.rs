@@ -142,6 +142,33 @@ pub(crate) mod sse2 {
     /// # Safety
     /// The CPU must support SSE2 (every x86_64 CPU does).
     #[target_feature(enable = "sse2")]
+    pub(crate) unsafe fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
+        let n = l.len() / 4 * 4;
+        let (xp, lp, rp) = (x.as_ptr(), l.as_mut_ptr(), r.as_mut_ptr());
+        let (lo, hi) = (_mm_set1_ps(-1.0), _mm_set1_ps(1.0));
+        let mut bad = _mm_setzero_si128();
+        for i in (0..n).step_by(4) {
+            // SAFETY: x holds 2 * l.len() values, r.len() == l.len() (caller); i + 4 <= n.
+            unsafe {
+                let (a, b) = (_mm_loadu_ps(xp.add(2 * i)), _mm_loadu_ps(xp.add(2 * i + 4)));
+                for (v, p) in [
+                    (_mm_shuffle_ps::<0b10_00_10_00>(a, b), lp.add(i)),
+                    (_mm_shuffle_ps::<0b11_01_11_01>(a, b), rp.add(i)),
+                ] {
+                    let nf = non_finite(v);
+                    bad = _mm_or_si128(bad, nf);
+                    let c = _mm_min_ps(_mm_max_ps(v, lo), hi);
+                    _mm_storeu_ps(p, _mm_andnot_ps(_mm_castsi128_ps(nf), c));
+                }
+            }
+        }
+        let tail = scalar::deinterleave2_clamp(&x[2 * n..], &mut l[n..], &mut r[n..]);
+        _mm_movemask_epi8(bad) == 0 && tail
+    }
+
+    /// # Safety
+    /// The CPU must support SSE2 (every x86_64 CPU does).
+    #[target_feature(enable = "sse2")]
     pub(crate) unsafe fn downmix2(x: &[f32], out: &mut [f32]) {
         let n = out.len() / 4 * 4;
         let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
@@ -535,6 +562,32 @@ pub(crate) mod avx2 {
             }
         }
         scalar::sanitize_clamp(&mut x[n..]);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
+        let n = l.len() / 8 * 8;
+        let (xp, lp, rp) = (x.as_ptr(), l.as_mut_ptr(), r.as_mut_ptr());
+        let (lo, hi) = (_mm256_set1_ps(-1.0), _mm256_set1_ps(1.0));
+        let mut bad = _mm256_setzero_si256();
+        for i in (0..n).step_by(8) {
+            // SAFETY: x holds 2 * l.len() values, r.len() == l.len() (caller); i + 8 <= n.
+            unsafe {
+                let a = _mm256_loadu_ps(xp.add(2 * i));
+                let b = _mm256_loadu_ps(xp.add(2 * i + 8));
+                let (e, o) = split_even_odd(a, b);
+                for (v, p) in [(e, lp.add(i)), (o, rp.add(i))] {
+                    let nf = non_finite(v);
+                    bad = _mm256_or_si256(bad, nf);
+                    let c = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+                    _mm256_storeu_ps(p, _mm256_andnot_ps(_mm256_castsi256_ps(nf), c));
+                }
+            }
+        }
+        let tail = scalar::deinterleave2_clamp(&x[2 * n..], &mut l[n..], &mut r[n..]);
+        _mm256_testz_si256(bad, bad) == 1 && tail
     }
 
     /// Even and odd elements of the 16 floats `a ++ b`, in order.
