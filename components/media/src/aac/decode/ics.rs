@@ -544,14 +544,49 @@ fn run_chunks<const PER_REFILL: usize>(
 }
 
 /// PNS (4.6.13): FFmpeg's generator and scaling, one window at a time.
+///
+/// The generator's values, in its order, eight at a time: each from the state before the
+/// eight by a jump-ahead constant (exact in wrapping arithmetic), so the lanes do not wait
+/// on one another. The energy is summed in eight lanes folded pairwise, the same order on
+/// every instruction set.
 fn noise(band: &mut [f32], amplitude: f32, random: &mut u32) {
-    let mut energy = 0f32;
-    for x in band.iter_mut() {
-        *random = random.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        let v = *random as i32 as f32;
-        *x = v;
-        energy += v * v;
+    const A: u32 = 1_664_525;
+    const C: u32 = 1_013_904_223;
+    // Step k + 1 from a state r: MUL[k] r + ADD[k].
+    const JUMP: ([u32; 8], [u32; 8]) = {
+        let (mut mul, mut add) = ([0u32; 8], [0u32; 8]);
+        let (mut m, mut a) = (1u32, 0u32);
+        let mut k = 0;
+        while k < 8 {
+            m = m.wrapping_mul(A);
+            a = a.wrapping_mul(A).wrapping_add(C);
+            mul[k] = m;
+            add[k] = a;
+            k += 1;
+        }
+        (mul, add)
+    };
+    let mut r = *random;
+    let mut acc = [0f32; 8];
+    let (chunks, rest) = band.as_chunks_mut::<8>();
+    for c in chunks {
+        let s: [u32; 8] =
+            std::array::from_fn(|k| JUMP.0[k].wrapping_mul(r).wrapping_add(JUMP.1[k]));
+        for ((x, a), &s) in c.iter_mut().zip(&mut acc).zip(&s) {
+            let v = s as i32 as f32;
+            *x = v;
+            *a += v * v;
+        }
+        r = s[7];
     }
+    for (x, a) in rest.iter_mut().zip(&mut acc) {
+        r = r.wrapping_mul(A).wrapping_add(C);
+        let v = r as i32 as f32;
+        *x = v;
+        *a += v * v;
+    }
+    *random = r;
+    let energy = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     let scale = if energy > 0.0 {
         amplitude / energy.sqrt()
     } else {
