@@ -624,6 +624,8 @@ struct Chan {
     body_bits: usize,
     /// The bit model of [`LcEncoder::estimate`], per band.
     model: Model,
+    /// Sections of the quantization (book, bands), in bitstream order.
+    sections: Vec<(u8, u8)>,
 }
 
 /// Per band, the terms of the bit model: at scalefactor offset `o`, a band takes
@@ -1136,7 +1138,7 @@ impl Chan {
     }
 
     /// The bits `emit_ics` writes after global_gain and ics_info (see there).
-    fn count_body(&self) -> usize {
+    fn count_body(&mut self) -> usize {
         let short = self.seq == Some(Seq::EightShort);
         // A section: its book (4 bits) and its length in escaped pieces (the divisions by
         // constants compile to multiplications).
@@ -1148,12 +1150,15 @@ impl Chan {
             }
         };
         let mut bits = 3; // pulse, tns, gain control flags
+        // The sections (book, bands), group by group, kept for `emit_ics`.
+        self.sections.clear();
         for books in self.book.chunks(self.max_sfb.max(1)) {
             let mut prev = books.first().copied().unwrap_or(0);
             let mut run = 0usize;
             for &b in books {
                 if b != prev {
                     bits += section(run);
+                    self.sections.push((prev, run as u8));
                     prev = b;
                     run = 0;
                 }
@@ -1161,6 +1166,7 @@ impl Chan {
             }
             if run > 0 {
                 bits += section(run);
+                self.sections.push((prev, run as u8));
             }
         }
         let mut last = self.global_gain;
@@ -1212,26 +1218,15 @@ impl Chan {
         }
         let short = self.seq == Some(Seq::EightShort);
         let (len_bits, esc) = if short { (3, 7) } else { (5, 31) };
-        let per_group = self.max_sfb;
-        // section_data
-        for g in 0..self.groups.len() {
-            let books = &self.book[g * per_group..(g + 1) * per_group];
-            let mut k = 0;
-            while k < books.len() {
-                let b = books[k];
-                let mut run = 1;
-                while k + run < books.len() && books[k + run] == b {
-                    run += 1;
-                }
-                out.put(u32::from(b), 4);
-                let mut left = run;
-                while left >= esc {
-                    out.put(esc as u32, len_bits);
-                    left -= esc;
-                }
-                out.put(left as u32, len_bits);
-                k += run;
+        // section_data, as `count_body` found the sections
+        for &(b, run) in &self.sections {
+            out.put(u32::from(b), 4);
+            let mut left = usize::from(run);
+            while left >= esc {
+                out.put(esc as u32, len_bits);
+                left -= esc;
             }
+            out.put(left as u32, len_bits);
         }
         // scale_factor_data
         let mut last = self.global_gain;
