@@ -629,7 +629,7 @@ struct Chan {
 }
 
 /// Per band, the terms of the bit model: at scalefactor offset `o`, a band takes
-/// `w * clamp(min(a - o * 3/16, b), 0, ..)` bits, or none when `o > cut`. `w` is the width
+/// `w * max(0, min(a - 3o/16, b))` bits, or none when `o > cut`. `w` is the width
 /// (0 for a band that is never coded), `a` and `b` log2 of the mean quantized magnitude
 /// plus [`MODEL_BIAS`] at the band's base scalefactor and at its lowest one, `cut` the
 /// offset past which its scalefactor passes 255 (nothing coded).
@@ -730,8 +730,8 @@ impl Chan {
             *d = b.energy / (b.end - b.start).max(1) as f32;
         }
         // The downward spread of the upward-spread densities equals the larger of the upward
-        // and the downward spread of the densities themselves (a multiplication by a positive
-        // constant is monotonic, also rounded, and never raises a value below 1): the two
+        // and the downward spread of the densities themselves (multiplying by a positive
+        // constant below 1 is monotonic and never raises a value, also when rounded): the two
         // chains are independent and run interleaved, the same bits as one after the other.
         // The densities are finite and non-negative, so `max` needs no NaN handling.
         let max = |a: f32, b: f32| if a > b { a } else { b };
@@ -807,7 +807,8 @@ impl Chan {
         let (w, a, b, cut) = (&mut m.w[..n], &mut m.a[..n], &mut m.b[..n], &mut m.cut[..n]);
         for i in 0..n {
             let lmag = 1.5 * (log2(root[i]) - log2(width[i])) + (0.1875 * 100.0 + MODEL_BIAS);
-            // Coded at some offset: sound, under the threshold search's range, not too loud.
+            // Coded at some offset the search reaches (down to -160: a base of at most 415),
+            // and not so loud that even its lowest scalefactor passes 255.
             let coded = root[i] > 0.0 && base_r[i] <= 415.0 && min_r[i] <= 255.0;
             w[i] = if coded { width[i] } else { 0.0 };
             a[i] = lmag - 0.1875 * base_r[i];
@@ -1335,7 +1336,7 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
         return;
     };
     let b = usize::from(book) - 1;
-    let (m, lav) = (bk.modulus(), bk.lav);
+    let lav = bk.lav;
     let words = if bk.signed {
         &WORDS[b]
     } else {
@@ -1347,7 +1348,7 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
     };
     // One loop per tuple layout, so the layout is not decided per tuple; one table lookup
     // per tuple (unsigned books: with the sign bits) and one write per two tuples (two
-    // codewords take at most 2 x 20 bits). Bands are whole quads, so pairs come in twos.
+    // codewords take at most 2 x 19 bits).
     match (bk.dim, bk.signed) {
         (4, signed) => {
             let index = |t: &[i32]| {
@@ -1364,13 +1365,15 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
                 out.put(c, l);
             }
         }
-        (_, true) => q
-            .chunks_exact(4)
-            .for_each(|t| two(out, words, t, |t| pair_signed(t, m, lav))),
+        // Pairs, signed books and unsigned ones (by signed index) alike.
         _ if book != tables::ESC_HCB => {
-            let span = 2 * lav + 1;
-            q.chunks_exact(4)
-                .for_each(|t| two(out, words, t, |t| pair_signed(t, span, lav)));
+            let index = |t: &[i32]| pair_signed(t, 2 * lav + 1, lav);
+            let mut fours = q.chunks_exact(4);
+            fours.by_ref().for_each(|t| two(out, words, t, index));
+            if let Ok(t) = <&[i32; 2]>::try_from(fours.remainder()) {
+                let (c, l) = word(index(t));
+                out.put(c, l);
+            }
         }
         _ => q.chunks_exact(2).for_each(|t| {
             let e = [t[0].clamp(-16, 16), t[1].clamp(-16, 16)];
@@ -1390,7 +1393,7 @@ fn code_band<S: Sink>(out: &mut S, q: &[i32], book: u8) {
 }
 
 /// Two tuples (the halves of `t`) in one write: their codewords (from `words` at `index`)
-/// take at most 2 x 20 bits.
+/// take at most 2 x 19 bits.
 #[inline(always)]
 fn two<S: Sink>(out: &mut S, words: &[u32], t: &[i32], index: impl Fn(&[i32]) -> usize) {
     let word = |idx: usize| {
