@@ -206,6 +206,36 @@ pub fn median_on<T>(clock: Clock, runs: usize, mut f: impl FnMut() -> Result<T>)
     Ok(t[t.len() / 2])
 }
 
+/// Medians of `runs` timings on `clock` of each of `jobs` jobs (`f(i)` runs job `i`), taken
+/// round-robin (jobs 0 to `jobs - 1`, then again), after one warm-up call each: a slow
+/// stretch of a shared machine then weighs on every job alike instead of on whichever job
+/// it happened to fall on.
+pub fn medians_round_robin(
+    clock: Clock,
+    runs: usize,
+    jobs: usize,
+    mut f: impl FnMut(usize) -> Result<()>,
+) -> Result<Vec<f64>> {
+    for i in 0..jobs {
+        f(i)?;
+    }
+    let origin = Instant::now();
+    let mut t: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); jobs];
+    for _ in 0..runs {
+        for (i, t) in t.iter_mut().enumerate() {
+            let start = now_ms(clock, origin);
+            f(i)?;
+            t.push(now_ms(clock, origin) - start);
+        }
+    }
+    Ok(t.into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t.get(t.len() / 2).copied().unwrap_or(f64::NAN)
+        })
+        .collect())
+}
+
 /// [`median_on`] the wall clock.
 pub fn median_ms<T>(runs: usize, f: impl FnMut() -> Result<T>) -> Result<f64> {
     median_on(Clock::Wall, runs, f)

@@ -5,11 +5,13 @@
 //! (CPU time by default: see [`Clock::Cpu`]; `--wall` for elapsed time)
 //! (default component: `build/dub_media.wasm`, built by `make components`).
 
+use std::hint::black_box;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use dub_benches::wasm::MediaWasm;
-use dub_benches::{Clock, RATE, SegmentInput, ffmpeg, median_on, native};
+
+use dub_benches::{Clock, RATE, SegmentInput, ffmpeg, median_on, medians_round_robin, native};
 
 struct Row {
     stage: &'static str,
@@ -18,58 +20,47 @@ struct Row {
     ffmpeg: Option<f64>,
 }
 
+/// The stages of a row set, in order.
+const STAGES: [&str; 6] = [
+    "validate + demux",
+    "decode",
+    "resample to 16 kHz mono",
+    "mix two utterances",
+    "encode + remux",
+    "**whole media path**",
+];
+
 fn native_rows(inp: &SegmentInput, clock: Clock, runs: usize) -> Result<Vec<Row>> {
     let (init, media) = (&inp.init[..], &inp.media[..]);
     let seg = native::open(init, media)?;
     let pcm = dub_media::decode_audio(&seg)?;
     let voice = pcm.slice(0, 2 * RATE as usize);
     let mixed = dub_media::mix(&pcm, &native::placements(&voice), &native::MIX)?;
-    Ok(vec![
-        Row {
-            stage: "validate + demux",
-            native: median_on(clock, runs, || Ok(native::open(init, media)?))?,
+    let t = medians_round_robin(clock, runs, STAGES.len(), |i| {
+        match i {
+            0 => drop(black_box(native::open(init, media)?)),
+            1 => drop(black_box(dub_media::decode_audio(&seg)?)),
+            2 => drop(black_box(dub_media::resample(&pcm, 16_000, 1)?)),
+            3 => drop(black_box(dub_media::mix(
+                &pcm,
+                &native::placements(&voice),
+                &native::MIX,
+            )?)),
+            4 => drop(black_box(dub_media::remux_audio(&seg, &mixed, None)?)),
+            _ => drop(black_box(native::whole(init, media)?)),
+        }
+        Ok(())
+    })?;
+    Ok(STAGES
+        .iter()
+        .zip(t)
+        .map(|(&stage, native)| Row {
+            stage,
+            native,
             wasm: None,
             ffmpeg: None,
-        },
-        Row {
-            stage: "decode",
-            native: median_on(clock, runs, || Ok(dub_media::decode_audio(&seg)?))?,
-            wasm: None,
-            ffmpeg: None,
-        },
-        Row {
-            stage: "resample to 16 kHz mono",
-            native: median_on(clock, runs, || Ok(dub_media::resample(&pcm, 16_000, 1)?))?,
-            wasm: None,
-            ffmpeg: None,
-        },
-        Row {
-            stage: "mix two utterances",
-            native: median_on(clock, runs, || {
-                Ok(dub_media::mix(
-                    &pcm,
-                    &native::placements(&voice),
-                    &native::MIX,
-                )?)
-            })?,
-            wasm: None,
-            ffmpeg: None,
-        },
-        Row {
-            stage: "encode + remux",
-            native: median_on(clock, runs, || {
-                Ok(dub_media::remux_audio(&seg, &mixed, None)?)
-            })?,
-            wasm: None,
-            ffmpeg: None,
-        },
-        Row {
-            stage: "**whole media path**",
-            native: median_on(clock, runs, || Ok(native::whole(init, media)?))?,
-            wasm: None,
-            ffmpeg: None,
-        },
-    ])
+        })
+        .collect())
 }
 
 fn wasm_fill(
@@ -84,26 +75,26 @@ fn wasm_fill(
     let pcm = w.decode(seg)?;
     let voice = w.slice(pcm, 0, 2 * u64::from(RATE))?;
     let mixed = w.mix_two(pcm, voice)?;
-    let t = [
-        median_on(clock, runs, || {
+    let t = medians_round_robin(clock, runs, STAGES.len(), |i| match i {
+        0 => {
             let s = w.open(init, media)?;
             w.drop(s)
-        })?,
-        median_on(clock, runs, || {
+        }
+        1 => {
             let p = w.decode(seg)?;
             w.drop(p)
-        })?,
-        median_on(clock, runs, || {
+        }
+        2 => {
             let p = w.resample(pcm, 16_000, 1)?;
             w.drop(p)
-        })?,
-        median_on(clock, runs, || {
+        }
+        3 => {
             let p = w.mix_two(pcm, voice)?;
             w.drop(p)
-        })?,
-        median_on(clock, runs, || w.remux(seg, mixed))?,
-        median_on(clock, runs, || w.whole(init, media))?,
-    ];
+        }
+        4 => w.remux(seg, mixed).map(drop),
+        _ => w.whole(init, media).map(drop),
+    })?;
     for r in [mixed, voice, pcm, seg] {
         w.drop(r)?;
     }
@@ -249,7 +240,8 @@ fn main() -> Result<()> {
     }
     println!();
     println!(
-        "Median of {runs} runs (ffmpeg: {}) of {}, one 6 s 48 kHz stereo segment. ffmpeg's extract \
+        "Median of {runs} runs (ffmpeg: {}) of {}, one 6 s 48 kHz stereo segment; the stages \
+         of an input run round-robin, so that a slow stretch of the machine weighs on all alike. ffmpeg's extract \
          (`-f s16le -`) is compared with validate + demux + decode, its mux (`-c:v copy -c:a \
          aac`, fragmented) with encode + remux; ffmpeg does no resampling or mixing here. \
          DSP kernels: {}. Allocator: {}.",
