@@ -1,6 +1,6 @@
 //! Ducking the original audio where speech was recognised, without adding any voice: the
 //! failure ladder's middle rung ("original ducked"), used when the speech could be located but
-//! not voiced in time. The gain follows the same attack/release ramps as [`crate::mix`].
+//! not voiced in time. The gain follows the same attack/release ramps as [`crate::mix()`].
 
 use crate::error::{Error, Result};
 use crate::mix::{ATTACK_SECS, MAX_DUCK_DB, RELEASE_SECS};
@@ -10,7 +10,7 @@ use crate::pcm::Pcm;
 pub const MAX_SPANS: usize = 1024;
 
 /// Lower `background` by `duck_db` over each `[start, end)` frame span (clamped to the PCM),
-/// ramping down over [`ATTACK_SECS`] before a span and back up over [`RELEASE_SECS`] after it;
+/// ramping down over 30 ms before a span and back up over 250 ms after it (the mixer's ramps);
 /// outside the spans and their ramps the samples are unchanged (bit-exact).
 pub fn duck(background: &Pcm, spans: &[(i64, i64)], duck_db: f32) -> Result<Pcm> {
     background.validate()?;

@@ -9,7 +9,8 @@
 //! [`Plan::process_with`] (the decoder's IMDCT and the encoder's MDCT) takes its input in natural order and
 //! hands its output on through lane-wise vector code ([`Quad`]: SSE2, simd128 or plain
 //! arrays, the same operations lane by lane): the first four stages run on the input as it
-//! comes, with 4x4 transposes in place of the bit-reversal permutation.
+//! comes, with 4x4 transposes in place of the bit-reversal permutation (with AVX2, stages 4
+//! and 8 on eight lanes: `stages_4_8_avx2`).
 
 use super::Isa;
 
