@@ -297,7 +297,9 @@ impl LcEncoder {
             reservoir = (reservoir + self.avg_bits - bits as f64).clamp(0.0, 4.0 * self.avg_bits);
             w.clear();
             self.emit(&mut w, true);
-            let au = w.finish().unwrap_or_default();
+            let au = w
+                .finish()
+                .ok_or_else(|| Error::internal("AAC encoder overran its unit buffer"))?;
             if au.len() * 8 != bits {
                 return Err(Error::internal(format!(
                     "AAC encoder counted {bits} bits, wrote {}",

@@ -33,6 +33,14 @@ fn non_finite(x: v128) -> v128 {
     i32x4_eq(v128_and(x, exp), exp)
 }
 
+/// [`scalar::sanitize_clamp`] of four values, and which were not finite.
+#[inline(always)]
+fn sanitize4(x: v128) -> (v128, v128) {
+    let nf = non_finite(x);
+    let c = f32x4_pmin(f32x4_pmax(x, f32x4_splat(-1.0)), f32x4_splat(1.0));
+    (v128_andnot(c, nf), nf)
+}
+
 pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len()) / 4 * 4;
     let (dp, sp) = (dst.as_mut_ptr(), src.as_ptr());
@@ -147,14 +155,9 @@ pub(crate) fn zero_non_finite(x: &mut [f32]) {
 pub(crate) fn sanitize_clamp(x: &mut [f32]) {
     let n = x.len() / 4 * 4;
     let p = x.as_mut_ptr();
-    let (lo, hi) = (f32x4_splat(-1.0), f32x4_splat(1.0));
     for i in (0..n).step_by(4) {
         // SAFETY: i + 4 <= n <= x.len().
-        unsafe {
-            let v = ld(p.add(i));
-            let c = f32x4_pmin(f32x4_pmax(v, lo), hi);
-            st(p.add(i), v128_andnot(c, non_finite(v)));
-        }
+        unsafe { st(p.add(i), sanitize4(ld(p.add(i))).0) };
     }
     scalar::sanitize_clamp(&mut x[n..]);
 }
@@ -162,7 +165,6 @@ pub(crate) fn sanitize_clamp(x: &mut [f32]) {
 pub(crate) fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
     let n = l.len() / 4 * 4;
     let (xp, lp, rp) = (x.as_ptr(), l.as_mut_ptr(), r.as_mut_ptr());
-    let (lo, hi) = (f32x4_splat(-1.0), f32x4_splat(1.0));
     let mut bad = u32x4_splat(0);
     for i in (0..n).step_by(4) {
         // SAFETY: x holds 2 * l.len() values, r.len() == l.len() (caller); i + 4 <= n.
@@ -172,10 +174,9 @@ pub(crate) fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bo
                 (i32x4_shuffle::<0, 2, 4, 6>(a, b), lp.add(i)),
                 (i32x4_shuffle::<1, 3, 5, 7>(a, b), rp.add(i)),
             ] {
-                let nf = non_finite(v);
+                let (c, nf) = sanitize4(v);
                 bad = v128_or(bad, nf);
-                let c = f32x4_pmin(f32x4_pmax(v, lo), hi);
-                st(p, v128_andnot(c, nf));
+                st(p, c);
             }
         }
     }

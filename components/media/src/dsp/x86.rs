@@ -30,6 +30,15 @@ pub(crate) mod sse2 {
         _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(x), exp), exp)
     }
 
+    /// [`scalar::sanitize_clamp`] of four values, and which were not finite.
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn sanitize4(x: __m128) -> (__m128, __m128i) {
+        let nf = non_finite(x);
+        let c = _mm_min_ps(_mm_max_ps(x, _mm_set1_ps(-1.0)), _mm_set1_ps(1.0));
+        (_mm_andnot_ps(_mm_castsi128_ps(nf), c), nf)
+    }
+
     /// # Safety
     /// The CPU must support SSE2 (every x86_64 CPU does).
     #[target_feature(enable = "sse2")]
@@ -126,15 +135,9 @@ pub(crate) mod sse2 {
     pub(crate) unsafe fn sanitize_clamp(x: &mut [f32]) {
         let n = x.len() / 4 * 4;
         let p = x.as_mut_ptr();
-        let (lo, hi) = (_mm_set1_ps(-1.0), _mm_set1_ps(1.0));
         for i in (0..n).step_by(4) {
             // SAFETY: i + 4 <= n <= x.len().
-            unsafe {
-                let v = _mm_loadu_ps(p.add(i));
-                let c = _mm_min_ps(_mm_max_ps(v, lo), hi);
-                let c = _mm_andnot_ps(_mm_castsi128_ps(non_finite(v)), c);
-                _mm_storeu_ps(p.add(i), c);
-            }
+            unsafe { _mm_storeu_ps(p.add(i), sanitize4(_mm_loadu_ps(p.add(i))).0) };
         }
         scalar::sanitize_clamp(&mut x[n..]);
     }
@@ -145,7 +148,6 @@ pub(crate) mod sse2 {
     pub(crate) unsafe fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
         let n = l.len() / 4 * 4;
         let (xp, lp, rp) = (x.as_ptr(), l.as_mut_ptr(), r.as_mut_ptr());
-        let (lo, hi) = (_mm_set1_ps(-1.0), _mm_set1_ps(1.0));
         let mut bad = _mm_setzero_si128();
         for i in (0..n).step_by(4) {
             // SAFETY: x holds 2 * l.len() values, r.len() == l.len() (caller); i + 4 <= n.
@@ -155,10 +157,9 @@ pub(crate) mod sse2 {
                     (_mm_shuffle_ps::<0b10_00_10_00>(a, b), lp.add(i)),
                     (_mm_shuffle_ps::<0b11_01_11_01>(a, b), rp.add(i)),
                 ] {
-                    let nf = non_finite(v);
+                    let (c, nf) = sanitize4(v);
                     bad = _mm_or_si128(bad, nf);
-                    let c = _mm_min_ps(_mm_max_ps(v, lo), hi);
-                    _mm_storeu_ps(p, _mm_andnot_ps(_mm_castsi128_ps(nf), c));
+                    _mm_storeu_ps(p, c);
                 }
             }
         }
@@ -384,6 +385,15 @@ pub(crate) mod avx2 {
         _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(x), exp), exp)
     }
 
+    /// [`scalar::sanitize_clamp`] of eight values, and which were not finite.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn sanitize8(x: __m256) -> (__m256, __m256i) {
+        let nf = non_finite(x);
+        let c = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-1.0)), _mm256_set1_ps(1.0));
+        (_mm256_andnot_ps(_mm256_castsi256_ps(nf), c), nf)
+    }
+
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
@@ -551,15 +561,9 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn sanitize_clamp(x: &mut [f32]) {
         let n = x.len() / 8 * 8;
         let p = x.as_mut_ptr();
-        let (lo, hi) = (_mm256_set1_ps(-1.0), _mm256_set1_ps(1.0));
         for i in (0..n).step_by(8) {
             // SAFETY: i + 8 <= n <= x.len().
-            unsafe {
-                let v = _mm256_loadu_ps(p.add(i));
-                let c = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-                let c = _mm256_andnot_ps(_mm256_castsi256_ps(non_finite(v)), c);
-                _mm256_storeu_ps(p.add(i), c);
-            }
+            unsafe { _mm256_storeu_ps(p.add(i), sanitize8(_mm256_loadu_ps(p.add(i))).0) };
         }
         scalar::sanitize_clamp(&mut x[n..]);
     }
@@ -570,7 +574,6 @@ pub(crate) mod avx2 {
     pub(crate) unsafe fn deinterleave2_clamp(x: &[f32], l: &mut [f32], r: &mut [f32]) -> bool {
         let n = l.len() / 8 * 8;
         let (xp, lp, rp) = (x.as_ptr(), l.as_mut_ptr(), r.as_mut_ptr());
-        let (lo, hi) = (_mm256_set1_ps(-1.0), _mm256_set1_ps(1.0));
         let mut bad = _mm256_setzero_si256();
         for i in (0..n).step_by(8) {
             // SAFETY: x holds 2 * l.len() values, r.len() == l.len() (caller); i + 8 <= n.
@@ -579,10 +582,9 @@ pub(crate) mod avx2 {
                 let b = _mm256_loadu_ps(xp.add(2 * i + 8));
                 let (e, o) = split_even_odd(a, b);
                 for (v, p) in [(e, lp.add(i)), (o, rp.add(i))] {
-                    let nf = non_finite(v);
+                    let (c, nf) = sanitize8(v);
                     bad = _mm256_or_si256(bad, nf);
-                    let c = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-                    _mm256_storeu_ps(p, _mm256_andnot_ps(_mm256_castsi256_ps(nf), c));
+                    _mm256_storeu_ps(p, c);
                 }
             }
         }
